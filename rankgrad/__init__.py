@@ -1,0 +1,42 @@
+"""rankgrad: policy gradients for what you deploy — best-of-K, pass@K, CVaR, quantiles, trimmed
+means — as finite-K L-statistics of a group's rewards.
+
+Public API (groups on the last axis ``[..., N]``, or flat ``[B]`` + ``group_ids``; weights top-first):
+
+* :func:`advantages` — per-sample advantages (default a_i = q_i − v_i; gradient (K/N)·Σ a_i ∇log p_i);
+* :func:`value` — the batch L-value per group (differentiable: the pathwise estimator);
+* :func:`include_one`, :func:`leave_one_out`, :func:`order_statistics` — the pieces;
+* :mod:`rankgrad.exact` — the same quantities for a known discrete distribution;
+* :class:`Objective` and :mod:`rankgrad.objectives` — presets, strings, weight vectors.
+
+Only NumPy is imported here; torch and jax load when you pass their arrays.
+"""
+
+from rankgrad import exact, objectives
+from rankgrad._src.estimators import (
+    ESTIMATORS,
+    EstimatorInfo,
+    advantages,
+    include_one,
+    leave_one_out,
+    order_statistics,
+    value,
+)
+from rankgrad._src.objectives import Objective, parse
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ESTIMATORS",
+    "EstimatorInfo",
+    "Objective",
+    "advantages",
+    "exact",
+    "include_one",
+    "leave_one_out",
+    "objectives",
+    "order_statistics",
+    "parse",
+    "value",
+    "__version__",
+]

@@ -1,0 +1,552 @@
+"""Batch estimators: L-values, include-one / leave-one-out values, LR advantages, and the reference
+advantage estimators, on numpy, torch and jax through one implementation.
+
+Conventions: a group is the last axis ``[..., N]`` (or flat ``[B]`` + ``group_ids``); every function
+returns arrays of the caller's backend and float dtype. Rank weights come from ``weights.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rankgrad._src import weights as W
+from rankgrad._src.layout import Grouped, to_groups
+from rankgrad._src.objectives import Objective, ObjectiveLike, as_objective, best_of_k
+from rankgrad._src.ops import get_ops
+
+Array = Any
+
+__all__ = [
+    "advantages",
+    "value",
+    "include_one",
+    "leave_one_out",
+    "order_statistics",
+    "ESTIMATORS",
+    "EstimatorInfo",
+]
+
+
+# ----------------------------------------------------------------- the registry
+@dataclass(frozen=True)
+class EstimatorInfo:
+    """What an advantage estimator is, stated so that tests can check it.
+
+    Attributes:
+      name: the ``estimator=`` string.
+      unbiased: whether ``gradient_scale(N, K) · Σ_i a_i ∇log p(x_i)`` is unbiased for ∇J_K.
+      centred: whether Σ_i a_i = 0 in every group.
+      gradient_scale: the factor c(N, K) in the unbiased gradient (for biased estimators, the
+        factor that makes it unbiased in the mean case, or None).
+      objectives: which objectives it accepts.
+      summary: one line for documentation.
+    """
+
+    name: str
+    unbiased: bool
+    centred: bool
+    gradient_scale: Callable[[int, int], float] | None
+    objectives: str
+    summary: str
+
+
+ESTIMATORS: dict[str, EstimatorInfo] = {
+    e.name: e
+    for e in (
+        EstimatorInfo(
+            "ordergrad", True, True, lambda n, k: k / n, "any",
+            "q_i − v_i: include-one minus leave-one-out U-statistic (OrderGrad; MaxPO for max@K).",
+        ),
+        EstimatorInfo(
+            "rloo", True, True, lambda n, k: 1.0 / n, "mean",
+            "r_i − mean of the other rewards (REINFORCE leave-one-out); = ordergrad with 'mean'.",
+        ),
+        EstimatorInfo(
+            "dr_grpo", True, True, lambda n, k: 1.0 / (n - 1), "mean",
+            "r_i − group mean (Dr. GRPO); = (N−1)/N · RLOO.",
+        ),
+        EstimatorInfo(
+            "grpo", False, True, None, "mean",
+            "(r_i − mean) / (std + eps), std with N−1 (GRPO); the std division biases it.",
+        ),
+        EstimatorInfo(
+            "pkpo_s", True, False, lambda n, k: 1.0, "any",
+            "PKPO's s_i = (K/N)·q_i: unbiased, no baseline (arXiv 2505.15201, Eq. 19).",
+        ),
+        EstimatorInfo(
+            "pkpo_sloo", True, False, lambda n, k: 1.0, "any",
+            "PKPO's s_i^(loo) = s_i − mean_{j≠i} s_j(batch without i) = (K/N)q_i − K·v_i/(N−1).",
+        ),
+        EstimatorInfo(
+            "pkpo_sloo1", True, False, lambda n, k: 1.0, "max@K, K >= 2",
+            "PKPO's s_i^(loo−1): s_i minus (K/N)·(max@(K−1) value of the others).",
+        ),
+        EstimatorInfo(
+            "chen_passk", False, True, None, "max@K on 0/1 rewards",
+            "Chen et al.'s analytic pass@K advantage (q_i − V)/σ, σ = sqrt(V(1−V)); biased by σ.",
+        ),
+    )
+}
+_ALIASES = {
+    "maxpo": "ordergrad",
+    "drgrpo": "dr_grpo",
+    "pkpo": "pkpo_s",
+    "pkpo_loo": "pkpo_sloo",
+    "pkpo_sloo_1": "pkpo_sloo1",
+    "pkpo_loo1": "pkpo_sloo1",
+    "pkpo_sloo_minus_one": "pkpo_sloo1",
+    "chen": "chen_passk",
+    "passk_analytic": "chen_passk",
+}
+
+
+def _estimator_name(estimator: str) -> str:
+    if not isinstance(estimator, str):
+        raise ValueError(f"estimator: expected a string, got {type(estimator).__name__}.")
+    key = estimator.strip().lower().replace("-", "_").replace(".", "_")
+    key = _ALIASES.get(key, key)
+    if key not in ESTIMATORS:
+        names = ", ".join(sorted(ESTIMATORS)) + " (aliases: " + ", ".join(sorted(_ALIASES)) + ")"
+        raise ValueError(f"estimator: unknown {estimator!r}; expected one of {names}.")
+    return key
+
+
+# ------------------------------------------------------------------- validation
+def _validate(g: Grouped, rewards_arg: str = "rewards") -> None:
+    ops = g.ops
+    if ops.is_traced(g.values):
+        return
+    x = g.values if g.valid is None else ops.where(g.valid, g.values, 0 * g.values)
+    if not ops.all_finite(x):
+        raise ValueError(
+            f"{rewards_arg}: found NaN or inf rewards; replace them (e.g. drop the sample with "
+            "mask=..., or score it) before computing advantages."
+        )
+
+
+def _require_sizes(g: Grouped, minimum: int, why: str) -> None:
+    """Eagerly reject non-empty groups smaller than ``minimum`` (empty groups give 0)."""
+    if g.sizes is None:  # traced: too-small groups come out NaN (documented)
+        return
+    bad = np.flatnonzero((g.sizes > 0) & (g.sizes < minimum))
+    if bad.size:
+        first = int(bad[0])
+        raise ValueError(
+            f"rewards: {why} needs groups of at least {minimum} samples, but group {first} has "
+            f"{int(g.sizes[first])} ({bad.size} group(s) too small). Sample more per group, "
+            "lower K, or mask those groups out."
+        )
+
+
+# -------------------------------------------------------- sort, centre, tables
+@dataclass
+class _Sorted:
+    ys: Array  # sorted values, padding → 0, [G, W]
+    yc: Array  # centred sorted values, padding → 0
+    c: Array  # centre per group [G, 1]
+    idx: Array  # sort permutation [G, W]
+    in_range: Array | None  # [G, W] position < size
+
+
+def _sort_centre(g: Grouped) -> _Sorted:
+    ops, x = g.ops, g.values
+    w = g.width
+    if g.valid is None:
+        ys, idx = ops.sort(x)
+        mid = (w - 1) // 2
+        c = ys[:, mid : mid + 1]
+        return _Sorted(ys=ys, yc=ys - c, c=c, idx=idx, in_range=None)
+    # Padding sorts last: its key is +inf (finite rewards are checked eagerly).
+    ys, idx = ops.sort(ops.where(g.valid, x, float("inf")))
+    pos = ops.arange(w, like=x)[None, :]
+    sizes = _sizes_backend(g)
+    in_range = pos < sizes[:, None]
+    ys = ops.where(in_range, ys, 0.0)
+    mid = ops.where(sizes > 0, (sizes - 1) // 2, 0)
+    c = ops.take(ys, mid[:, None])
+    yc = ops.where(in_range, ys - c, 0.0)
+    return _Sorted(ys=ys, yc=yc, c=c, idx=idx, in_range=in_range)
+
+
+def _sizes_backend(g: Grouped) -> Array:
+    ops = g.ops
+    if g.sizes_traced is not None:
+        return g.sizes_traced
+    if ops.name == "numpy":
+        return g.sizes
+    if ops.name == "torch":
+        return ops.torch.as_tensor(g.sizes, device=g.values.device)
+    return ops.jnp.asarray(g.sizes)
+
+
+def _rows(g: Grouped, alpha: np.ndarray, field: str) -> Array:
+    """Per-position weights for every group: [1, W] when all groups are full, else [G, W]."""
+    ops, like = g.ops, g.values
+    if g.valid is None:
+        table = getattr(W.rank_tables(g.width, alpha), field)
+        return ops.table(table, like)[None, :]
+    if g.sizes is None:  # traced: a row for every possible size 0..W
+        sizes_all = tuple(range(g.width + 1))
+        table = ops.table(W.stacked_tables(sizes_all, g.width, alpha, field), like)
+        return table[g.sizes_traced]
+    distinct, index = np.unique(g.sizes, return_inverse=True)
+    table = ops.table(W.stacked_tables(tuple(distinct), g.width, alpha, field), like)
+    if len(distinct) == 1:
+        return table[0][None, :]
+    if ops.name == "torch":
+        return table[ops.torch.as_tensor(index.reshape(-1), device=like.device)]
+    return table[index.reshape(-1)]
+
+
+def _scan(s: _Sorted, g: Grouped, lo: Array, self_w: Array | None, hi: Array) -> Array:
+    """Σ_{m<t} y_m lo(m) + y_t self(t) + Σ_{m>t} y_m hi(m), in sorted order (prefix and suffix
+    sums by two scans)."""
+    ops, y = g.ops, s.yc
+    out = ops.shift_right(ops.cumsum(y * lo)) + ops.shift_left(ops.rev_cumsum(y * hi))
+    if self_w is not None:
+        out = out + y * self_w
+    return out
+
+
+def _tie_starts(g: Grouped, ys: Array) -> Array:
+    """For each sorted position, the first position of its block of equal values."""
+    ops = g.ops
+    pos = ops.arange(g.width, like=ys)[None, :]
+    new = (ys != ops.shift_right(ys)) | (pos == 0)
+    return ops.cummax(ops.where(new, pos, 0))
+
+
+def _tie_ends(g: Grouped, ys: Array) -> Array:
+    ops = g.ops
+    w = g.width
+    pos = ops.arange(w, like=ys)[None, :]
+    last = (ys != ops.shift_left(ys)) | (pos == w - 1)
+    rev = ops.flip(ops.where(last, w - 1 - pos, 0))
+    return (w - 1) - ops.flip(ops.cummax(rev))
+
+
+def _finish(g: Grouped, s: _Sorted, sorted_vals: Array, *, ties: bool = True) -> Array:
+    """Tied rewards share one value; back to the caller's order, padding → 0, caller's dtype."""
+    ops = g.ops
+    if ties:
+        sorted_vals = ops.take(sorted_vals, _tie_starts(g, s.ys))
+    out = ops.unsort(sorted_vals, s.idx)
+    if g.valid is not None:
+        out = ops.where(g.valid, out, 0.0)
+    return _cast(g, g.restore(out))
+
+
+def _cast(g: Grouped, a: Array) -> Array:
+    ops = g.ops
+    if ops.name == "numpy":
+        return a.astype(g.out_dtype, copy=False)
+    if ops.name == "torch":
+        return a.to(g.out_dtype)
+    return a.astype(g.out_dtype)
+
+
+def _prepare(
+    rewards: Array, objective: ObjectiveLike, group_ids: Any, mask: Any, *, detach: bool
+) -> tuple[Grouped, Objective]:
+    obj = as_objective(objective)
+    ops = get_ops(rewards)
+    if detach and ops.differentiable:
+        rewards = ops.stop_gradient(rewards)
+    g = to_groups(ops, rewards, group_ids=group_ids, mask=mask)
+    _validate(g)
+    return g, obj
+
+
+# --------------------------------------------------------------- public: values
+def value(
+    rewards: Array,
+    objective: ObjectiveLike,
+    *,
+    group_ids: Any = None,
+    mask: Any = None,
+) -> Array:
+    """Batch L-value per group: the U-statistic V = mean over K-subsets of Σ_j w_j R_(j:K).
+
+    V = Σ_m y_(m) P^α_{N,K}(m) over the sorted group, unbiased for J_K (MATH.md). Differentiable in
+    torch and jax (the pathwise / reparameterised estimator): ∇V = Σ_m P(m) ∇y_(m), with the weights
+    of tied rewards averaged over their tie block so tied samples get equal gradients.
+
+    Args:
+      rewards: ``[..., N]`` (groups on the last axis) or flat ``[B]`` with ``group_ids``.
+      objective: a preset string (``"max@4"``) or :class:`rankgrad.Objective` (integer K <= N).
+      group_ids: ``[B]`` group labels (ints or strings) for flat rewards.
+      mask: bool, shape of ``rewards``: False entries are left out of their group.
+
+    Returns:
+      ``[...]`` (one per group) or ``[G]`` (one per distinct id, in order of first appearance), in
+      the backend and float dtype of ``rewards``. A fully masked group gives 0.
+
+    Example:
+      >>> import numpy as np, rankgrad
+      >>> float(rankgrad.value(np.array([0.0, 1.0, 0.0, 0.0]), "max@2"))  # P(1 in a 2-subset)
+      0.5
+    """
+    g, obj = _prepare(rewards, objective, group_ids, mask, detach=False)
+    obj.require_integral("value")
+    _require_sizes(g, obj.k, f"value with K={obj.k}")
+    ops = g.ops
+    s = _sort_centre(g)
+    p = _rows(g, obj.low_first, "value")
+    if ops.differentiable:
+        p = _tie_average(g, s, p)
+    v = ops.sum(s.yc * p) + s.c[:, 0] * ops.sum(p)
+    if g.valid is not None:
+        v = ops.where(_sizes_backend(g) > 0, v, 0.0)
+    return _cast(g, g.restore_groups(v))
+
+
+def _tie_average(g: Grouped, s: _Sorted, p: Array) -> Array:
+    """Replace each weight by the mean weight of its tie block (same total, equal per tied item)."""
+    ops = g.ops
+    p = p + 0 * s.ys  # broadcast to [G, W]
+    p = ops.stop_gradient(p)
+    ys = ops.stop_gradient(s.ys)
+    start, end = _tie_starts(g, ys), _tie_ends(g, ys)
+    cs = ops.cumsum(p)
+    total = ops.take(cs, end) - ops.take(ops.shift_right(cs), start)
+    return total / (end - start + 1)
+
+
+def include_one(
+    rewards: Array, objective: ObjectiveLike, *, group_ids: Any = None, mask: Any = None
+) -> Array:
+    """Include-one values q_i: the mean L-statistic over the K-subsets that contain sample i.
+
+    Same layouts and return shape as :func:`advantages`. PKPO's s_i equals (K/N)·q_i; mean_i q_i = V.
+    """
+    g, obj = _prepare(rewards, objective, group_ids, mask, detach=True)
+    obj.require_integral("include_one")
+    _require_sizes(g, obj.k + 1, f"include-one values with K={obj.k}")
+    s = _sort_centre(g)
+    return _finish(g, s, _q_sorted(g, s, obj))
+
+
+def leave_one_out(
+    rewards: Array, objective: ObjectiveLike, *, group_ids: Any = None, mask: Any = None
+) -> Array:
+    """Leave-one-out values v_i: the batch L-value of the group without sample i (needs K <= N−1).
+
+    v_i does not depend on sample i, which is why it is a valid baseline; mean_i v_i = V.
+    """
+    g, obj = _prepare(rewards, objective, group_ids, mask, detach=True)
+    obj.require_integral("leave_one_out")
+    _require_sizes(g, obj.k + 1, f"leave-one-out values with K={obj.k}")
+    s = _sort_centre(g)
+    return _finish(g, s, _v_sorted(g, s, obj))
+
+
+def _q_sorted(g: Grouped, s: _Sorted, obj: Objective) -> Array:
+    a = obj.low_first
+    q = _scan(s, g, _rows(g, a, "inc_lo"), _rows(g, a, "inc_self"), _rows(g, a, "inc_hi"))
+    return q + s.c * obj.total_weight
+
+
+def _v_sorted(g: Grouped, s: _Sorted, obj: Objective) -> Array:
+    a = obj.low_first
+    v = _scan(s, g, _rows(g, a, "loo_lo"), None, _rows(g, a, "loo_hi"))
+    return v + s.c * obj.total_weight
+
+
+def order_statistics(
+    rewards: Array, k: int, *, group_ids: Any = None, mask: Any = None
+) -> Array:
+    """Expected order statistics of a uniformly drawn K-subset of each group, **top-first**.
+
+    Returns ``[..., K]`` (or ``[G, K]`` with ``group_ids``): entry r−1 is the batch U-statistic for
+    E[r-th largest of K]. Cost O(N·K) per group (it outputs K values per group, each a dot product).
+    """
+    from rankgrad._src.objectives import rank
+
+    cols = [value(rewards, rank(r, k), group_ids=group_ids, mask=mask) for r in range(1, k + 1)]
+    ops = get_ops(rewards)
+    if ops.name == "numpy":
+        return np.stack(cols, axis=-1)
+    if ops.name == "torch":
+        return ops.torch.stack(cols, dim=-1)
+    return ops.jnp.stack(cols, axis=-1)
+
+
+# ----------------------------------------------------------- public: advantages
+def advantages(
+    rewards: Array,
+    objective: ObjectiveLike,
+    *,
+    group_ids: Any = None,
+    mask: Any = None,
+    estimator: str = "ordergrad",
+    eps: float = 1e-6,
+) -> Array:
+    """Per-sample advantages for the finite-K objective, batched over groups.
+
+    For ``estimator="ordergrad"`` (the default) a_i = q_i − v_i exactly: the include-one value minus
+    the leave-one-out value (no K/N factor, no std normalisation). Then Σ_i a_i = 0 in every group,
+    tied rewards get identical advantages, a constant group gets exactly 0, and
+
+        ĝ = (K/N) · Σ_i a_i ∇log p(x_i)
+
+    is unbiased for ∇J_K when the N samples of a group are i.i.d. from the current policy. For
+    max@K it is MaxPO's leave-two-out advantage; with ``"mean"`` (K = 1) it is RLOO.
+
+    Other estimators (see ``rankgrad.ESTIMATORS`` for unbiasedness, centring and gradient scale):
+    ``"rloo"``, ``"dr_grpo"``, ``"grpo"`` (mean objective only), ``"pkpo_s"``, ``"pkpo_sloo"``,
+    ``"pkpo_sloo1"`` (arXiv 2505.15201), ``"chen_passk"`` (arXiv 2508.10751; 0/1 rewards, max@K).
+
+    Args:
+      rewards: ``[..., N]`` groups on the last axis, or flat ``[B]`` with ``group_ids``. numpy,
+        torch (CPU/CUDA) or jax; ints and bools are read as floats.
+      objective: preset string or :class:`rankgrad.Objective` with integer K <= N − 1.
+      group_ids: ``[B]`` labels (ints or strings) for flat rewards; groups may differ in size.
+      mask: bool, shape of ``rewards``; False entries are excluded and get advantage 0.
+      estimator: which advantage to compute (default ``"ordergrad"``).
+      eps: added to the standard deviation by ``"grpo"``.
+
+    Returns:
+      Same shape, backend and float dtype as ``rewards`` (gradients never flow through it).
+
+    Raises:
+      ValueError: NaN/inf rewards, groups smaller than K + 1 (or 2), bad shapes, unknown names.
+
+    Example:
+      >>> import numpy as np, rankgrad
+      >>> a = rankgrad.advantages(np.array([[1., 0., 0., 1., 0., 0., 1., 0.]]), "max@4")
+      >>> np.round(a * 35, 6)  # 3 of 8 correct: +5/35 for a correct sample, −3/35 for a wrong one
+      array([[ 5., -3., -3.,  5., -3., -3.,  5., -3.]])
+    """
+    name = _estimator_name(estimator)
+    g, obj = _prepare(rewards, objective, group_ids, mask, detach=True)
+    obj.require_integral("advantages")
+    return _ADVANTAGE_FNS[name](g, obj, eps)
+
+
+def _ordergrad(g: Grouped, obj: Objective, eps: float) -> Array:
+    _require_sizes(g, max(obj.k + 1, 2), f"leave-one-out advantages with K={obj.k} (K <= N−1)")
+    a = obj.low_first
+    s = _sort_centre(g)
+    adv = _scan(s, g, _rows(g, a, "adv_lo"), _rows(g, a, "inc_self"), _rows(g, a, "adv_hi"))
+    return _finish(g, s, adv)
+
+
+def _require_mean(obj: Objective, name: str) -> None:
+    if not (obj.k == 1 or np.allclose(obj.weights, 1.0 / obj.k, rtol=0, atol=1e-15)):
+        raise ValueError(
+            f"objective: estimator={name!r} optimises the mean reward; pass objective='mean', or "
+            f"estimator='ordergrad' for {obj.name!r}."
+        )
+
+
+def _group_moments(g: Grouped) -> tuple[Array, Array, Array]:
+    """Per-group count, mean and centred values (padding → 0), [G, 1] / [G, W]."""
+    ops, x = g.ops, g.values
+    n = _n_col(g)
+    xv = x if g.valid is None else ops.where(g.valid, x, 0.0)
+    mu = ops.sum(xv)[:, None] / n
+    d = xv - mu
+    if g.valid is not None:
+        d = ops.where(g.valid, d, 0.0)
+    return n, mu, d
+
+
+def _mean_family(kind: str) -> Callable[[Grouped, Objective, float], Array]:
+    def fn(g: Grouped, obj: Objective, eps: float) -> Array:
+        _require_mean(obj, kind)
+        _require_sizes(g, 2, f"estimator={kind!r}")
+        ops = g.ops
+        n, _, d = _group_moments(g)
+        nm1 = ops.where(n > 1, n - 1, 1.0)
+        if kind == "rloo":
+            out = d * (n / nm1)
+        elif kind == "dr_grpo":
+            out = d
+        else:  # grpo
+            out = d / ((ops.sum(d * d)[:, None] / nm1) ** 0.5 + eps)
+        if g.valid is not None:
+            out = ops.where(g.valid, out, 0.0)
+        return _cast(g, g.restore(out))
+
+    return fn
+
+
+def _pkpo(kind: str) -> Callable[[Grouped, Objective, float], Array]:
+    def fn(g: Grouped, obj: Objective, eps: float) -> Array:
+        k = obj.k
+        _require_sizes(g, k + 1, f"estimator={kind!r} with K={k} (K <= N−1)")
+        ops = g.ops
+        s = _sort_centre(g)
+        n = _n_col(g)
+        q = _q_sorted(g, s, obj)
+        if kind == "pkpo_s":
+            out = (k / n) * q
+        elif kind == "pkpo_sloo":
+            out = (k / n) * q - (k / ops.where(n > 1, n - 1, 1.0)) * _v_sorted(g, s, obj)
+        else:
+            if not _is_max(obj) or k < 2:
+                raise ValueError(
+                    f"objective: estimator='pkpo_sloo1' is defined for max@K with K >= 2 (its "
+                    f"baseline is the max@(K−1) value), got {obj.name!r}."
+                )
+            out = (k / n) * (q - _v_sorted(g, s, best_of_k(k - 1)))
+        return _finish(g, s, out)
+
+    return fn
+
+
+def _n_col(g: Grouped) -> Array:
+    """Group sizes as a float column [G, 1] of the compute dtype (0 → 1 to keep divisions safe)."""
+    x = g.values
+    if g.valid is None:
+        return x[:, :1] * 0 + float(g.width)
+    n = _sizes_backend(g)[:, None] + x[:, :1] * 0
+    return g.ops.where(n > 0, n, 1.0)
+
+
+def _is_max(obj: Objective) -> bool:
+    w = obj.weights
+    return w is not None and w[0] == 1.0 and not np.any(w[1:])
+
+
+def _chen(g: Grouped, obj: Objective, eps: float) -> Array:
+    if not _is_max(obj):
+        raise ValueError(
+            f"objective: estimator='chen_passk' is the analytic pass@K advantage for 0/1 rewards; "
+            f"it needs max@K, got {obj.name!r}."
+        )
+    ops = g.ops
+    if not ops.is_traced(g.values):
+        x = g.values if g.valid is None else ops.where(g.valid, g.values, 0 * g.values)
+        xn = ops.to_numpy(x)
+        if not np.all((xn == 0) | (xn == 1)):
+            raise ValueError(
+                "rewards: estimator='chen_passk' needs binary 0/1 rewards (pass/fail); use "
+                "estimator='ordergrad' for real-valued rewards."
+            )
+    _require_sizes(g, obj.k + 1, f"estimator='chen_passk' with K={obj.k} (K <= N−1)")
+    s = _sort_centre(g)
+    q = _q_sorted(g, s, obj)
+    p = _rows(g, obj.low_first, "value")
+    v = (ops.sum(s.yc * p) + s.c[:, 0] * ops.sum(p))[:, None]
+    var = v * (1 - v)
+    sigma = ops.where(var > 0, var, 1.0) ** 0.5
+    out = ops.where(var > 0, (q - v) / sigma, 0.0)
+    return _finish(g, s, out)
+
+
+_ADVANTAGE_FNS: dict[str, Callable[[Grouped, Objective, float], Array]] = {
+    "ordergrad": _ordergrad,
+    "rloo": _mean_family("rloo"),
+    "dr_grpo": _mean_family("dr_grpo"),
+    "grpo": _mean_family("grpo"),
+    "pkpo_s": _pkpo("pkpo_s"),
+    "pkpo_sloo": _pkpo("pkpo_sloo"),
+    "pkpo_sloo1": _pkpo("pkpo_sloo1"),
+    "chen_passk": _chen,
+}
+assert set(_ADVANTAGE_FNS) == set(ESTIMATORS)

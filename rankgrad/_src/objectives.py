@@ -1,0 +1,518 @@
+"""Objectives: finite-K L-statistics as small, typed values.
+
+An objective is J_K = E[Σ_j w_j R_(j:K)] over K i.i.d. rewards. Everywhere in the public API the
+weight vector is **top-first**: ``weights[0]`` multiplies the largest of the K rewards, ``weights[-1]``
+the smallest. (The formulas in ``MATH.md`` index ranks low → high; ``Objective.low_first`` gives that
+order for internal use.)
+
+Objectives come from one of:
+
+* presets, as strings (``"max@4"``, ``"cvar:0.25@8"``) through :func:`parse`, or as constructors
+  (:func:`best_of_k`, :func:`lower_tail`, ...);
+* a numeric top-first vector through :meth:`Objective.from_weights`;
+* a weight function of the rank quantile through :meth:`Objective.from_function`.
+
+Fractional K is accepted by ``max@K`` and ``min@K`` only (J = E[max] with K real is Σ r (F^K − F_prev^K));
+such objectives have no weight vector and are usable by ``rankgrad.exact`` alone. Every batch
+estimator (``rankgrad.value``, ``rankgrad.advantages``) needs an integer K.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "Objective",
+    "ObjectiveLike",
+    "as_objective",
+    "parse",
+    "mean",
+    "best_of_k",
+    "worst_of_k",
+    "rank",
+    "top_mean",
+    "bottom_mean",
+    "upper_tail",
+    "lower_tail",
+    "quantile",
+    "median",
+    "trimmed_mean",
+    "winsorized_mean",
+    "harrell_davis",
+    "gini_mean_difference",
+    "l_moment",
+    "PRESET_FORMS",
+]
+
+# Tolerance used when q·K should be an integer but floating point puts it a hair above one.
+_INTEGRAL_TOL = 1e-9
+
+PRESET_FORMS = (
+    '"mean", "mean@K"',
+    '"max@K" (alias "pass@K"; K may be fractional for rankgrad.exact)',
+    '"min@K" (K may be fractional for rankgrad.exact)',
+    '"median@K"',
+    '"rank:r@K" (r = 1 is the top)',
+    '"top:m@K", "bottom:m@K"',
+    '"upper:q@K", "cvar:q@K" (alias "lower:q@K"), 0 < q <= 1',
+    '"quantile:q@K" (alias "var:q@K"), 0 <= q <= 1',
+    '"trim:m@K", "winsor:m@K"',
+    '"hd:q@K" (Harrell-Davis quantile), 0 < q < 1',
+    '"gini@K"',
+    '"lmoment:r@K" (r-th sample L-moment, r <= K)',
+)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A finite-K L-statistic objective J_K = E[Σ_j weights[j] · (j-th largest of K rewards)].
+
+    Attributes:
+      k: sample size K (an ``int``; a ``float`` only for fractional ``max@K`` / ``min@K``).
+      weights: top-first rank weights, a read-only float64 array of shape ``[K]``; ``None`` for a
+        fractional-K objective.
+      name: a short label, the preset string where there is one.
+    """
+
+    k: int | float
+    weights: np.ndarray | None = field(repr=False)
+    name: str = ""
+    kind: str = field(default="weights", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.weights is not None:
+            w = np.array(self.weights, dtype=np.float64).reshape(-1)
+            w.setflags(write=False)
+            object.__setattr__(self, "weights", w)
+
+    # Equality and hashing by value so objectives can key caches.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Objective):
+            return NotImplemented
+        if self.k != other.k or (self.weights is None) != (other.weights is None):
+            return False
+        if self.weights is None:
+            return self.kind == other.kind
+        return bool(np.array_equal(self.weights, other.weights))
+
+    def __hash__(self) -> int:
+        key = None if self.weights is None else self.weights.tobytes()
+        return hash((self.k, key, self.kind if self.weights is None else None))
+
+    def __repr__(self) -> str:
+        if self.weights is None:
+            return f"Objective({self.name!r}, k={self.k})"
+        w = np.array2string(self.weights, precision=4, threshold=8)
+        return f"Objective({self.name!r}, k={self.k}, weights(top-first)={w})"
+
+    # ------------------------------------------------------------------ views
+    @property
+    def is_integral(self) -> bool:
+        """True when K is an integer and the objective has a weight vector."""
+        return self.weights is not None
+
+    @property
+    def low_first(self) -> np.ndarray:
+        """Weights α_j for ranks j = 1..K ordered low → high (``α[K-1]`` is the maximum)."""
+        self.require_integral("low_first")
+        return self.weights[::-1]
+
+    @property
+    def total_weight(self) -> float:
+        """Σ_j w_j: the value shifts by c·Σw when every reward shifts by c."""
+        if self.weights is None:
+            return 1.0
+        return float(self.weights.sum())
+
+    def require_integral(self, where: str) -> None:
+        if self.weights is None:
+            raise ValueError(
+                f"{where}: objective {self.name!r} has fractional K={self.k}; batch estimators need "
+                "an integer K (fractional K is supported by rankgrad.exact for max@K and min@K only)."
+            )
+
+    def weight_function(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The rank-quantile weight function of this objective, u ↦ K·α_{⌈uK⌉}.
+
+        ``u`` in [0, 1] runs low → high (u near 1 is the top rank), so that
+        J_K ≈ ∫ F^{-1}(u) w(u) du for large K. It is the step function whose cell averages are the
+        weights; :meth:`from_function` inverts it exactly.
+        """
+        alpha = self.low_first.copy()
+        k = int(self.k)
+
+        def w(u: np.ndarray) -> np.ndarray:
+            u = np.asarray(u, dtype=np.float64)
+            j = np.clip(np.ceil(u * k).astype(np.int64), 1, k)
+            return k * alpha[j - 1]
+
+        return w
+
+    # ---------------------------------------------------------- constructors
+    @classmethod
+    def from_weights(cls, weights: np.typing.ArrayLike, *, name: str | None = None) -> Objective:
+        """An objective from a **top-first** weight vector of length K (``weights[0]`` → maximum).
+
+        Raises:
+          ValueError: if ``weights`` is empty, not 1-D, or not finite.
+        """
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim != 1 or w.size == 0:
+            raise ValueError(
+                f"weights: expected a non-empty 1-D top-first vector of length K, got shape {w.shape}."
+            )
+        if not np.all(np.isfinite(w)):
+            raise ValueError("weights: every entry must be finite (no NaN or inf).")
+        return cls(k=int(w.size), weights=w, name=name or f"weights@{w.size}")
+
+    @classmethod
+    def from_function(
+        cls, fn: Callable[[np.ndarray], np.ndarray], k: int, *, name: str | None = None
+    ) -> Objective:
+        """An objective from a weight function of the rank quantile u ∈ [0, 1] (u = 1 is the top).
+
+        The low-first weight of rank j is the cell integral α_j = ∫_{(j-1)/K}^{j/K} fn(u) du
+        (24-point Gauss–Legendre per cell), so ``fn ≡ 1`` gives the mean and J_K → ∫ F⁻¹(u) fn(u) du
+        as K grows.
+        """
+        k = _check_k(k, "k")
+        nodes, wts = np.polynomial.legendre.leggauss(24)
+        lo = np.arange(k)[:, None] / k
+        u = lo + (nodes[None, :] + 1.0) / (2.0 * k)
+        vals = np.asarray(fn(u), dtype=np.float64)
+        if vals.shape != u.shape:
+            vals = np.broadcast_to(vals, u.shape)
+        if not np.all(np.isfinite(vals)):
+            raise ValueError("fn: the weight function returned NaN or inf on (0, 1).")
+        alpha = (vals * wts[None, :]).sum(axis=1) / (2.0 * k)
+        return cls(k=k, weights=alpha[::-1], name=name or f"function@{k}")
+
+    @classmethod
+    def parse(cls, spec: str) -> Objective:
+        """Parse a preset string; see :func:`parse`."""
+        return parse(spec)
+
+
+ObjectiveLike = Objective | str
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_k(k: object, arg: str = "k") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer, float, np.floating)):
+        raise ValueError(f"{arg}: expected a positive integer, got {k!r}.")
+    if float(k) != math.floor(float(k)) or k < 1:
+        raise ValueError(f"{arg}: expected an integer K >= 1, got {k!r}.")
+    return int(k)
+
+
+def _check_level(q: float, arg: str, *, lo_open: bool, hi_open: bool = False) -> float:
+    q = float(q)
+    ok_lo = q > 0 if lo_open else q >= 0
+    ok_hi = q < 1 if hi_open else q <= 1
+    if not (math.isfinite(q) and ok_lo and ok_hi):
+        lo = "(0" if lo_open else "[0"
+        hi = "1)" if hi_open else "1]"
+        raise ValueError(f"{arg}: expected a level in {lo}, {hi}, got {q!r}.")
+    return q
+
+
+def _low_first(alpha: np.ndarray, k: int, name: str) -> Objective:
+    return Objective(k=k, weights=np.asarray(alpha, dtype=np.float64)[::-1], name=name)
+
+
+def _tail_count(q: float, k: int) -> int:
+    return max(1, math.ceil(q * k - _INTEGRAL_TOL))
+
+
+# ------------------------------------------------------------------- presets
+def mean(k: int = 1) -> Objective:
+    """The plain mean: K = 1 (α = [1]); ``mean(k)`` spreads 1/K over K ranks (same value, its LR
+    advantage is the K = 1 one divided by K). With K = 1 the LR advantage is exactly RLOO."""
+    k = _check_k(k)
+    return _low_first(np.full(k, 1.0 / k), k, "mean" if k == 1 else f"mean@{k}")
+
+
+def best_of_k(k: float) -> Objective:
+    """max@K: the expected best of K draws (pass@K for 0/1 rewards). K may be fractional
+    (exact regime only)."""
+    return _extreme("max", k)
+
+
+def worst_of_k(k: float) -> Objective:
+    """min@K: the expected worst of K draws. K may be fractional (exact regime only)."""
+    return _extreme("min", k)
+
+
+def _extreme(kind: str, k: float) -> Objective:
+    kf = float(k)
+    if not (math.isfinite(kf) and kf > 0):
+        raise ValueError(f"k: expected K > 0 for {kind}@K, got {k!r}.")
+    if kf == math.floor(kf) and kf >= 1:
+        ki = int(kf)
+        alpha = np.zeros(ki)
+        alpha[-1 if kind == "max" else 0] = 1.0
+        return Objective(k=ki, weights=alpha[::-1], name=f"{kind}@{ki}", kind=kind)
+    return Objective(k=kf, weights=None, name=f"{kind}@{kf:g}", kind=kind)
+
+
+def rank(r: int, k: int) -> Objective:
+    """The r-th largest of K (r = 1 is the maximum, r = K the minimum)."""
+    k = _check_k(k)
+    r = _check_k(r, "r")
+    if r > k:
+        raise ValueError(f"r: rank must satisfy 1 <= r <= K={k}, got {r}.")
+    w = np.zeros(k)
+    w[r - 1] = 1.0
+    return Objective(k=k, weights=w, name=f"rank:{r}@{k}")
+
+
+def top_mean(m: int, k: int) -> Objective:
+    """Mean of the m largest of K draws."""
+    k, m = _check_k(k), _check_k(m, "m")
+    if m > k:
+        raise ValueError(f"m: expected 1 <= m <= K={k}, got {m}.")
+    w = np.zeros(k)
+    w[:m] = 1.0 / m
+    return Objective(k=k, weights=w, name=f"top:{m}@{k}")
+
+
+def bottom_mean(m: int, k: int) -> Objective:
+    """Mean of the m smallest of K draws."""
+    k, m = _check_k(k), _check_k(m, "m")
+    if m > k:
+        raise ValueError(f"m: expected 1 <= m <= K={k}, got {m}.")
+    w = np.zeros(k)
+    w[k - m :] = 1.0 / m
+    return Objective(k=k, weights=w, name=f"bottom:{m}@{k}")
+
+
+def upper_tail(q: float, k: int) -> Objective:
+    """Mean of the top m = max(1, ⌈qK⌉) ranks of K (a q·K within 1e-9 of an integer is not
+    rounded up)."""
+    k = _check_k(k)
+    q = _check_level(q, "q", lo_open=True)
+    obj = top_mean(_tail_count(q, k), k)
+    return Objective(k=k, weights=obj.weights, name=f"upper:{q:g}@{k}")
+
+
+def lower_tail(q: float, k: int) -> Objective:
+    """CVaR-style lower-tail mean: mean of the bottom m = max(1, ⌈qK⌉) ranks of K (a q·K within
+    1e-9 of an integer is not rounded up)."""
+    k = _check_k(k)
+    q = _check_level(q, "q", lo_open=True)
+    obj = bottom_mean(_tail_count(q, k), k)
+    return Objective(k=k, weights=obj.weights, name=f"cvar:{q:g}@{k}")
+
+
+def quantile(q: float, k: int) -> Objective:
+    """The q-quantile (VaR at level q) of K draws, with linear interpolation between order
+    statistics (Hyndman–Fan type 7, NumPy's default): h = (K−1)·q, weight 1−(h−⌊h⌋) on the
+    ⌊h⌋-th and h−⌊h⌋ on the next order statistic, counting from the smallest (0-based).
+    q = 0 is min@K, q = 1 is max@K, q = 0.5 the median."""
+    k = _check_k(k)
+    q = _check_level(q, "q", lo_open=False)
+    h = (k - 1) * q
+    lo = math.floor(h + _INTEGRAL_TOL)
+    frac = h - lo
+    if frac < _INTEGRAL_TOL:
+        frac = 0.0
+    alpha = np.zeros(k)
+    alpha[lo] += 1.0 - frac
+    if frac > 0:
+        alpha[lo + 1] += frac
+    return _low_first(alpha, k, f"quantile:{q:g}@{k}")
+
+
+def median(k: int) -> Objective:
+    """The sample median of K draws (mean of the two middle ones for even K)."""
+    obj = quantile(0.5, k)
+    return Objective(k=obj.k, weights=obj.weights, name=f"median@{obj.k}")
+
+
+def trimmed_mean(m: int, k: int) -> Objective:
+    """Mean of the K − 2m middle ranks (m dropped from each end)."""
+    k = _check_k(k)
+    m = int(m)
+    if m < 0 or 2 * m >= k:
+        raise ValueError(f"m: trimming m from each end needs 0 <= m and 2m < K={k}, got m={m}.")
+    alpha = np.zeros(k)
+    alpha[m : k - m] = 1.0 / (k - 2 * m)
+    return _low_first(alpha, k, f"trim:{m}@{k}")
+
+
+def winsorized_mean(m: int, k: int) -> Objective:
+    """Winsorized mean: the m lowest draws replaced by the (m+1)-th lowest, the m highest by the
+    (m+1)-th highest, then averaged."""
+    k = _check_k(k)
+    m = int(m)
+    if m < 0 or 2 * m >= k:
+        raise ValueError(f"m: winsorizing m at each end needs 0 <= m and 2m < K={k}, got m={m}.")
+    alpha = np.full(k, 1.0 / k)
+    alpha[:m] = 0.0
+    alpha[k - m :] = 0.0
+    alpha[m] += m / k
+    alpha[k - m - 1] += m / k
+    return _low_first(alpha, k, f"winsor:{m}@{k}")
+
+
+def harrell_davis(q: float, k: int) -> Objective:
+    """Harrell–Davis quantile estimator of level q from K draws: the low-first weight of rank j is
+    I_{j/K}(a, b) − I_{(j−1)/K}(a, b), with a = q(K+1), b = (1−q)(K+1) and I the regularized
+    incomplete beta function."""
+    k = _check_k(k)
+    q = _check_level(q, "q", lo_open=True, hi_open=True)
+    a, b = q * (k + 1), (1 - q) * (k + 1)
+    cdf = np.array([_betainc(a, b, j / k) for j in range(k + 1)])
+    cdf[0], cdf[-1] = 0.0, 1.0
+    return _low_first(np.diff(cdf), k, f"hd:{q:g}@{k}")
+
+
+def gini_mean_difference(k: int) -> Objective:
+    """Gini mean difference E|X − X'| as an L-statistic of K draws:
+    (2 / (K(K−1))) Σ_j (2j − K − 1) X_(j), ranks j low → high (K >= 2)."""
+    k = _check_k(k)
+    if k < 2:
+        raise ValueError(f"k: the Gini mean difference needs K >= 2, got {k}.")
+    j = np.arange(1, k + 1)
+    return _low_first(2.0 * (2 * j - k - 1) / (k * (k - 1)), k, f"gini@{k}")
+
+
+def l_moment(r: int, k: int) -> Objective:
+    """The r-th sample L-moment (Hosking 1990) of K draws, unbiased for λ_r (needs r <= K).
+
+    l_r = Σ_{s=0}^{r-1} (−1)^{r-1-s} C(r-1, s) C(r-1+s, s) b_s, with probability-weighted moments
+    b_s = (1/K) Σ_j [C(j-1, s) / C(K-1, s)] X_(j) (ranks low → high). l_1 is the mean, l_2 half the
+    Gini mean difference."""
+    k = _check_k(k)
+    r = _check_k(r, "r")
+    if r > k:
+        raise ValueError(f"r: the r-th L-moment needs r <= K={k}, got {r}.")
+    j = np.arange(1, k + 1)
+    alpha = np.zeros(k)
+    for s in range(r):
+        coef = (-1) ** (r - 1 - s) * math.comb(r - 1, s) * math.comb(r - 1 + s, s)
+        pwm = np.array([math.comb(int(jj) - 1, s) for jj in j], dtype=np.float64)
+        pwm /= math.comb(k - 1, s) * k
+        alpha += coef * pwm
+    return _low_first(alpha, k, f"lmoment:{r}@{k}")
+
+
+# ------------------------------------------------------ incomplete beta (HD)
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b) by its continued fraction (modified Lentz)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 10_000):
+        for numer in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numer * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numer / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-16:
+            break
+    return math.exp(log_front) * h / a
+
+
+# -------------------------------------------------------------------- parser
+_NUM = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
+_SPEC = re.compile(rf"^\s*(?P<name>[a-z_]+)(?::(?P<param>{_NUM}))?(?:@(?P<k>{_NUM}))?\s*$")
+
+
+def _parse_error(spec: object, why: str) -> ValueError:
+    forms = "\n  ".join(PRESET_FORMS)
+    return ValueError(
+        f"objective: cannot parse {spec!r} ({why}). Valid forms:\n  {forms}\n"
+        "or an Objective, e.g. rankgrad.Objective.from_weights([1, 0, 0, 0]) (top-first)."
+    )
+
+
+def parse(spec: str) -> Objective:
+    """Parse a preset string such as ``"max@4"``, ``"cvar:0.25@8"`` or ``"rank:2@5"``.
+
+    Raises:
+      ValueError: for an unknown name or an ill-formed string, listing the valid forms.
+    """
+    if not isinstance(spec, str):
+        raise _parse_error(spec, "expected a string")
+    m = _SPEC.match(spec.lower())
+    if m is None:
+        raise _parse_error(spec, "not of the form name[:param]@K")
+    name, param, k_str = m.group("name"), m.group("param"), m.group("k")
+    if name not in _PARSERS:
+        raise _parse_error(spec, f"unknown objective {name!r}")
+    needs_param, needs_k, build = _PARSERS[name]
+    if needs_param and param is None:
+        raise _parse_error(spec, f"{name!r} needs a parameter, as in {name}:p@K")
+    if not needs_param and param is not None:
+        raise _parse_error(spec, f"{name!r} takes no ':' parameter")
+    if needs_k and k_str is None:
+        raise _parse_error(spec, f"{name!r} needs a sample size, as in {name}@K")
+    try:
+        return build(param, k_str)
+    except ValueError as err:
+        raise _parse_error(spec, str(err)) from None
+
+
+def _int_param(p: str, what: str) -> int:
+    v = float(p)
+    if v != math.floor(v):
+        raise ValueError(f"{what} must be an integer, got {p}")
+    return int(v)
+
+
+def _k(k_str: str) -> int:
+    return _check_k(float(k_str), "K")
+
+
+_PARSERS: dict[str, tuple[bool, bool, Callable[[str | None, str | None], Objective]]] = {
+    "mean": (False, False, lambda p, k: mean(1 if k is None else _k(k))),
+    "max": (False, True, lambda p, k: best_of_k(float(k))),
+    "pass": (False, True, lambda p, k: best_of_k(float(k))),
+    "min": (False, True, lambda p, k: worst_of_k(float(k))),
+    "median": (False, True, lambda p, k: median(_k(k))),
+    "rank": (True, True, lambda p, k: rank(_int_param(p, "r"), _k(k))),
+    "top": (True, True, lambda p, k: top_mean(_int_param(p, "m"), _k(k))),
+    "bottom": (True, True, lambda p, k: bottom_mean(_int_param(p, "m"), _k(k))),
+    "upper": (True, True, lambda p, k: upper_tail(float(p), _k(k))),
+    "cvar": (True, True, lambda p, k: lower_tail(float(p), _k(k))),
+    "lower": (True, True, lambda p, k: lower_tail(float(p), _k(k))),
+    "quantile": (True, True, lambda p, k: quantile(float(p), _k(k))),
+    "var": (True, True, lambda p, k: quantile(float(p), _k(k))),
+    "trim": (True, True, lambda p, k: trimmed_mean(_int_param(p, "m"), _k(k))),
+    "winsor": (True, True, lambda p, k: winsorized_mean(_int_param(p, "m"), _k(k))),
+    "hd": (True, True, lambda p, k: harrell_davis(float(p), _k(k))),
+    "gini": (False, True, lambda p, k: gini_mean_difference(_k(k))),
+    "lmoment": (True, True, lambda p, k: l_moment(_int_param(p, "r"), _k(k))),
+}
+
+
+def as_objective(objective: ObjectiveLike) -> Objective:
+    """Return ``objective`` as an :class:`Objective` (parsing strings)."""
+    if isinstance(objective, Objective):
+        return objective
+    if isinstance(objective, str):
+        return parse(objective)
+    raise TypeError(
+        f"objective: expected a preset string (e.g. 'max@4') or rankgrad.Objective, "
+        f"got {type(objective).__name__}."
+    )

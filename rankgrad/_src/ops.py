@@ -1,0 +1,348 @@
+"""The handful of array operations each backend provides (numpy, torch, jax).
+
+Estimators are written once against this shim; adding a backend means writing one more class here.
+Every op works on the last axis of a 2-D ``[G, N]`` array unless it says otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Ops", "get_ops", "is_torch", "is_jax"]
+
+Array = Any
+
+
+def is_torch(x: object) -> bool:
+    mod = sys.modules.get("torch")
+    return mod is not None and isinstance(x, mod.Tensor)
+
+
+def is_jax(x: object) -> bool:
+    mod = sys.modules.get("jax")
+    return mod is not None and isinstance(x, mod.Array)
+
+
+class _TableCache:
+    """A bounded LRU of weight tables already converted to a backend's dtype and device."""
+
+    def __init__(self, maxsize: int = 256) -> None:
+        self.maxsize = maxsize
+        self.data: OrderedDict[tuple, Array] = OrderedDict()
+
+    def get(self, key: tuple, make):  # noqa: ANN001
+        hit = self.data.get(key)
+        if hit is not None:
+            self.data.move_to_end(key)
+            return hit
+        value = make()
+        self.data[key] = value
+        if len(self.data) > self.maxsize:
+            self.data.popitem(last=False)
+        return value
+
+
+class Ops:
+    """Backend interface. Subclasses implement every method; ``name`` labels errors."""
+
+    name = "abstract"
+    differentiable = False
+
+    def __init__(self) -> None:
+        self._tables = _TableCache()
+
+    # conversions -----------------------------------------------------------
+    def table(self, arr: np.ndarray, like: Array) -> Array:
+        """A float64 numpy table as a constant of ``like``'s dtype/device (cached by identity)."""
+        key = (id(arr), self.dtype_key(like))
+        return self._tables.get(key, lambda: (arr, self.from_numpy(arr, like)))[1]
+
+    def dtype_key(self, x: Array) -> tuple:
+        return (str(x.dtype),)
+
+    # to be provided ---------------------------------------------------------
+    def from_numpy(self, arr: np.ndarray, like: Array) -> Array: ...
+    def to_numpy(self, x: Array) -> np.ndarray: ...
+    def is_traced(self, x: Array) -> bool: ...
+    def float_like(self, x: Array) -> Array: ...
+    def sort(self, x: Array) -> tuple[Array, Array]: ...
+    def take(self, x: Array, idx: Array) -> Array: ...
+    def unsort(self, x: Array, idx: Array) -> Array: ...
+    def cumsum(self, x: Array) -> Array: ...
+    def cummax(self, x: Array) -> Array: ...
+    def shift_right(self, x: Array) -> Array: ...
+    def shift_left(self, x: Array) -> Array: ...
+    def arange(self, n: int, like: Array) -> Array: ...
+    def where(self, c: Array, a: Array, b: Array) -> Array: ...
+    def stop_gradient(self, x: Array) -> Array: ...
+    def all_finite(self, x: Array) -> bool: ...
+    def scatter_rows(self, values: Array, rows: np.ndarray, cols: np.ndarray, shape: tuple) -> Array:
+        """A zero array of ``shape`` with ``out[rows[i], cols[i]] = values[i]``."""
+        ...
+
+    def gather_rows(self, x: Array, rows: np.ndarray, cols: np.ndarray) -> Array: ...
+    def sum(self, x: Array) -> Array: ...
+
+    def rev_cumsum(self, x: Array) -> Array:
+        """Suffix sums along the last axis by a reversed scan (never total − prefix)."""
+        return self.flip(self.cumsum(self.flip(x)))
+
+    def flip(self, x: Array) -> Array: ...
+
+
+class NumpyOps(Ops):
+    name = "numpy"
+
+    def from_numpy(self, arr, like):  # noqa: ANN001, D102
+        return arr.astype(like.dtype, copy=False)
+
+    def to_numpy(self, x):  # noqa: ANN001, D102
+        return np.asarray(x)
+
+    def is_traced(self, x):  # noqa: ANN001, D102
+        return False
+
+    def float_like(self, x):  # noqa: ANN001, D102
+        x = np.asarray(x)
+        return x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64)
+
+    def sort(self, x):  # noqa: ANN001, D102
+        idx = np.argsort(x, axis=-1, kind="stable")
+        return np.take_along_axis(x, idx, axis=-1), idx
+
+    def take(self, x, idx):  # noqa: ANN001, D102
+        return np.take_along_axis(x, idx, axis=-1)
+
+    def unsort(self, x, idx):  # noqa: ANN001, D102
+        g, n = x.shape
+        out = np.empty_like(x)
+        flat = idx + (np.arange(g) * n)[:, None]
+        out.reshape(-1)[flat.reshape(-1)] = x.reshape(-1)
+        return out
+
+    def cumsum(self, x):  # noqa: ANN001, D102
+        return np.cumsum(x, axis=-1)
+
+    def cummax(self, x):  # noqa: ANN001, D102
+        return np.maximum.accumulate(x, axis=-1)
+
+    def flip(self, x):  # noqa: ANN001, D102
+        return x[..., ::-1]
+
+    def shift_right(self, x):  # noqa: ANN001, D102
+        out = np.zeros_like(x)
+        out[..., 1:] = x[..., :-1]
+        return out
+
+    def shift_left(self, x):  # noqa: ANN001, D102
+        out = np.zeros_like(x)
+        out[..., :-1] = x[..., 1:]
+        return out
+
+    def arange(self, n, like):  # noqa: ANN001, D102
+        return np.arange(n)
+
+    def where(self, c, a, b):  # noqa: ANN001, D102
+        return np.where(c, a, b)
+
+    def stop_gradient(self, x):  # noqa: ANN001, D102
+        return x
+
+    def all_finite(self, x):  # noqa: ANN001, D102
+        return bool(np.isfinite(x).all())
+
+    def scatter_rows(self, values, rows, cols, shape):  # noqa: ANN001, D102
+        out = np.zeros(shape, dtype=values.dtype)
+        out[rows, cols] = values
+        return out
+
+    def gather_rows(self, x, rows, cols):  # noqa: ANN001, D102
+        return x[rows, cols]
+
+    def sum(self, x):  # noqa: ANN001, D102
+        return np.sum(x, axis=-1)
+
+
+class TorchOps(Ops):
+    name = "torch"
+    differentiable = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        import torch
+
+        self.torch = torch
+
+    def dtype_key(self, x):  # noqa: ANN001, D102
+        return (str(x.dtype), str(x.device))
+
+    def from_numpy(self, arr, like):  # noqa: ANN001, D102
+        return self.torch.tensor(np.array(arr), dtype=like.dtype, device=like.device)
+
+    def to_numpy(self, x):  # noqa: ANN001, D102
+        return x.detach().cpu().numpy()
+
+    def is_traced(self, x):  # noqa: ANN001, D102
+        comp = getattr(self.torch, "compiler", None)
+        return bool(comp is not None and comp.is_compiling())
+
+    def float_like(self, x):  # noqa: ANN001, D102
+        return x if x.is_floating_point() else x.to(self.torch.get_default_dtype())
+
+    def sort(self, x):  # noqa: ANN001, D102
+        vals, idx = self.torch.sort(x, dim=-1, stable=True)
+        return vals, idx
+
+    def take(self, x, idx):  # noqa: ANN001, D102
+        return self.torch.gather(x, -1, idx)
+
+    def unsort(self, x, idx):  # noqa: ANN001, D102
+        return self.torch.empty_like(x).scatter_(-1, idx, x)
+
+    def cumsum(self, x):  # noqa: ANN001, D102
+        return self.torch.cumsum(x, dim=-1)
+
+    def cummax(self, x):  # noqa: ANN001, D102
+        return self.torch.cummax(x, dim=-1).values
+
+    def flip(self, x):  # noqa: ANN001, D102
+        return self.torch.flip(x, dims=(-1,))
+
+    def shift_right(self, x):  # noqa: ANN001, D102
+        return self.torch.nn.functional.pad(x[..., :-1], (1, 0))
+
+    def shift_left(self, x):  # noqa: ANN001, D102
+        return self.torch.nn.functional.pad(x[..., 1:], (0, 1))
+
+    def arange(self, n, like):  # noqa: ANN001, D102
+        return self.torch.arange(n, device=like.device)
+
+    def where(self, c, a, b):  # noqa: ANN001, D102
+        return self.torch.where(c, a, b)
+
+    def stop_gradient(self, x):  # noqa: ANN001, D102
+        return x.detach()
+
+    def all_finite(self, x):  # noqa: ANN001, D102
+        return bool(self.torch.isfinite(x).all())
+
+    def scatter_rows(self, values, rows, cols, shape):  # noqa: ANN001, D102
+        t = self.torch
+        out = t.zeros(shape, dtype=values.dtype, device=values.device)
+        r = t.as_tensor(rows, device=values.device)
+        c = t.as_tensor(cols, device=values.device)
+        return out.index_put((r, c), values)
+
+    def gather_rows(self, x, rows, cols):  # noqa: ANN001, D102
+        t = self.torch
+        return x[t.as_tensor(rows, device=x.device), t.as_tensor(cols, device=x.device)]
+
+    def sum(self, x):  # noqa: ANN001, D102
+        return x.sum(dim=-1)
+
+
+class JaxOps(Ops):
+    name = "jax"
+    differentiable = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        import jax
+        import jax.numpy as jnp
+
+        self.jax, self.jnp = jax, jnp
+
+    def dtype_key(self, x):  # noqa: ANN001, D102
+        try:
+            dev = str(next(iter(x.devices())))
+        except Exception:  # traced values have no devices  # noqa: BLE001
+            dev = "traced"
+        return (str(x.dtype), dev)
+
+    def table(self, arr, like):  # noqa: ANN001, D102
+        # Under a trace, constants must not be cached across traces as concrete device arrays of
+        # another trace's dtype; numpy constants are embedded by XLA, so convert on the host.
+        return np.asarray(arr, dtype=like.dtype)
+
+    def from_numpy(self, arr, like):  # noqa: ANN001, D102
+        return self.jnp.asarray(np.asarray(arr, dtype=like.dtype))
+
+    def to_numpy(self, x):  # noqa: ANN001, D102
+        return np.asarray(x)
+
+    def is_traced(self, x):  # noqa: ANN001, D102
+        return isinstance(x, self.jax.core.Tracer)
+
+    def float_like(self, x):  # noqa: ANN001, D102
+        jnp = self.jnp
+        return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+
+    def sort(self, x):  # noqa: ANN001, D102
+        idx = self.jnp.argsort(x, axis=-1, stable=True)
+        return self.jnp.take_along_axis(x, idx, axis=-1), idx
+
+    def take(self, x, idx):  # noqa: ANN001, D102
+        return self.jnp.take_along_axis(x, idx, axis=-1)
+
+    def unsort(self, x, idx):  # noqa: ANN001, D102
+        jnp = self.jnp
+        rows = jnp.arange(x.shape[0])[:, None]
+        return jnp.zeros_like(x).at[rows, idx].set(x)
+
+    def cumsum(self, x):  # noqa: ANN001, D102
+        return self.jnp.cumsum(x, axis=-1)
+
+    def cummax(self, x):  # noqa: ANN001, D102
+        return self.jax.lax.cummax(x, axis=x.ndim - 1)
+
+    def flip(self, x):  # noqa: ANN001, D102
+        return self.jnp.flip(x, axis=-1)
+
+    def shift_right(self, x):  # noqa: ANN001, D102
+        jnp = self.jnp
+        return jnp.pad(x[..., :-1], [(0, 0)] * (x.ndim - 1) + [(1, 0)])
+
+    def shift_left(self, x):  # noqa: ANN001, D102
+        jnp = self.jnp
+        return jnp.pad(x[..., 1:], [(0, 0)] * (x.ndim - 1) + [(0, 1)])
+
+    def arange(self, n, like):  # noqa: ANN001, D102
+        return self.jnp.arange(n)
+
+    def where(self, c, a, b):  # noqa: ANN001, D102
+        return self.jnp.where(c, a, b)
+
+    def stop_gradient(self, x):  # noqa: ANN001, D102
+        return self.jax.lax.stop_gradient(x)
+
+    def all_finite(self, x):  # noqa: ANN001, D102
+        return bool(self.jnp.isfinite(x).all())
+
+    def scatter_rows(self, values, rows, cols, shape):  # noqa: ANN001, D102
+        return self.jnp.zeros(shape, dtype=values.dtype).at[rows, cols].set(values)
+
+    def gather_rows(self, x, rows, cols):  # noqa: ANN001, D102
+        return x[rows, cols]
+
+    def sum(self, x):  # noqa: ANN001, D102
+        return self.jnp.sum(x, axis=-1)
+
+
+_OPS: dict[str, Ops] = {}
+
+
+def get_ops(x: object) -> Ops:
+    """The ops for ``x``'s backend: torch tensors, jax arrays, else numpy (lists are numpy)."""
+    if is_torch(x):
+        key = "torch"
+    elif is_jax(x):
+        key = "jax"
+    else:
+        key = "numpy"
+    if key not in _OPS:
+        _OPS[key] = {"numpy": NumpyOps, "torch": TorchOps, "jax": JaxOps}[key]()
+    return _OPS[key]

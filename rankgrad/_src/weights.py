@@ -1,0 +1,164 @@
+"""Rank-weight tables: the only place binomial coefficients live.
+
+For a group of n sorted rewards and a K-subset drawn uniformly from it,
+
+    P_{n,k}(m, j) = C(m−1, j−1) · C(n−m, k−j) / C(n, k)
+
+is the probability that the item at sorted position m (1-based, low → high) is the j-th smallest of the
+subset. Every batch estimator contracts this family with the objective's low-first weights α, giving
+vectors of length n that depend on (n, K, α) only. They are built here once, in float64 and in log
+space (no overflow at n = 10^6), and cached; backends only sort, multiply and scan (see ``MATH.md``).
+
+Tables for a group of size n (positions t = 1..n; entries that a formula never reads are 0):
+
+    value(t) = P^α_{n,K}(t)                               value V = Σ_t y_t value(t)
+    inc_lo(t) = A(t)    = Σ_j α_j P_{n−1,K−1}(t, j)         include-one q_t =
+    inc_self(t) = B(t)  = (n/K) P^α_{n,K}(t)                   Σ_{m<t} y_m A(m) + y_t B(t) + Σ_{m>t} y_m C(m)
+    inc_hi(t) = C(t)    = Σ_j α_j P_{n−1,K−1}(t−1, j−1)
+    loo_lo(t) = U(t)    = P^α_{n−1,K}(t)                    leave-one-out v_t =
+    loo_hi(t) = U(t−1)                                         Σ_{m<t} y_m U(m) + Σ_{m>t} y_m U(m−1)
+    adv_lo = inc_lo − loo_lo,  adv_hi = inc_hi − loo_hi       a_t = q_t − v_t
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["RankTables", "rank_tables", "stacked_tables", "log_factorials", "contract"]
+
+_LF_LOCK = threading.Lock()
+_LF: np.ndarray = np.zeros(1)
+
+
+def log_factorials(n: int) -> np.ndarray:
+    """log(i!) for i = 0..n, float64, each to within an ulp (math.lgamma); grown and reused."""
+    global _LF
+    with _LF_LOCK:
+        if _LF.size <= n:
+            size = max(n + 1, 2 * _LF.size)
+            lf = np.empty(size)
+            lf[: _LF.size] = _LF
+            lf[_LF.size :] = [math.lgamma(i + 1.0) for i in range(_LF.size, size)]
+            _LF = lf
+        return _LF[: n + 1]
+
+
+def contract(n: int, k: int, beta: np.ndarray) -> np.ndarray:
+    """Σ_j β_j P_{n,k}(m, j) for m = 1..n (β low-first, length k); float64 vector of length n.
+
+    For fixed j only positions m ∈ [j, n−k+j] have P > 0, so each nonzero β_j costs O(n − k + 1):
+    no n×k table is ever formed.
+    """
+    out = np.zeros(n)
+    if k == 0 or n < k:
+        return out
+    lf = log_factorials(n)
+    log_total = lf[n] - lf[k] - lf[n - k]
+    width = n - k + 1
+    i = np.arange(width)  # offset: m = j + i, so C(m−1, j−1) = C(j−1+i, i), C(n−m, k−j) = C(n−j−i, k−j)
+    for j in np.flatnonzero(beta) + 1:
+        lp = (
+            lf[j - 1 + i]
+            - lf[j - 1]
+            - lf[i]
+            + lf[n - j - i]
+            - lf[k - j]
+            - lf[n - k - i]
+            - log_total
+        )
+        out[j - 1 : j - 1 + width] += beta[j - 1] * np.exp(lp)
+    return out
+
+
+@dataclass(frozen=True)
+class RankTables:
+    """Per-position weight vectors for one (n, K, α); see the module docstring. All float64 [n]."""
+
+    n: int
+    k: int
+    value: np.ndarray
+    inc_lo: np.ndarray
+    inc_self: np.ndarray
+    inc_hi: np.ndarray
+    loo_lo: np.ndarray
+    loo_hi: np.ndarray
+    adv_lo: np.ndarray
+    adv_hi: np.ndarray
+
+    FIELDS = ("value", "inc_lo", "inc_self", "inc_hi", "loo_lo", "loo_hi", "adv_lo", "adv_hi")
+
+
+def _freeze(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+@functools.lru_cache(maxsize=512)
+def _rank_tables(n: int, alpha_bytes: bytes) -> RankTables:
+    alpha = np.frombuffer(alpha_bytes, dtype=np.float64)
+    k = alpha.size
+    value = contract(n, k, alpha)
+    nan = np.full(n, np.nan)
+    if n >= k + 1:
+        inc_lo = np.zeros(n)
+        inc_hi = np.zeros(n)
+        loo_lo = np.zeros(n)
+        loo_hi = np.zeros(n)
+        inc_lo[: n - 1] = contract(n - 1, k - 1, alpha[: k - 1])
+        inc_hi[1:] = contract(n - 1, k - 1, alpha[1:])
+        u = contract(n - 1, k, alpha)
+        loo_lo[: n - 1] = u
+        loo_hi[1:] = u
+        inc_self = value * (n / k)
+    else:  # too small for a leave-one-out value: any use is an error, NaN makes it loud
+        inc_lo = inc_self = inc_hi = loo_lo = loo_hi = nan
+    return RankTables(
+        n=n,
+        k=k,
+        value=_freeze(value),
+        inc_lo=_freeze(inc_lo),
+        inc_self=_freeze(np.asarray(inc_self)),
+        inc_hi=_freeze(inc_hi),
+        loo_lo=_freeze(loo_lo),
+        loo_hi=_freeze(loo_hi),
+        adv_lo=_freeze(inc_lo - loo_lo),
+        adv_hi=_freeze(inc_hi - loo_hi),
+    )
+
+
+def rank_tables(n: int, alpha: np.ndarray) -> RankTables:
+    """Cached tables for a group of size ``n`` and low-first weights ``alpha`` (length K <= n)."""
+    alpha = np.ascontiguousarray(alpha, dtype=np.float64)
+    if n < alpha.size:
+        raise ValueError(f"group size {n} is smaller than K={alpha.size}.")
+    return _rank_tables(int(n), alpha.tobytes())
+
+
+@functools.lru_cache(maxsize=128)
+def _stacked(sizes: tuple[int, ...], width: int, alpha_bytes: bytes, field: str) -> np.ndarray:
+    alpha = np.frombuffer(alpha_bytes, dtype=np.float64)
+    out = np.zeros((len(sizes), width))
+    for row, n in enumerate(sizes):
+        if n == 0:
+            continue
+        if n < alpha.size:
+            out[row, :n] = np.nan
+            continue
+        out[row, :n] = getattr(_rank_tables(n, alpha_bytes), field)
+    out.setflags(write=False)
+    return out
+
+
+def stacked_tables(sizes: tuple[int, ...], width: int, alpha: np.ndarray, field: str) -> np.ndarray:
+    """Rows of ``field`` for each group size in ``sizes``, zero-padded to ``width``: [S, width].
+
+    A size of 0 gives a zero row (a fully masked group); a size too small for the field gives NaN
+    entries (an error that surfaces as NaN where no eager check can run, e.g. under ``jax.jit``).
+    """
+    alpha = np.ascontiguousarray(alpha, dtype=np.float64)
+    return _stacked(tuple(int(s) for s in sizes), int(width), alpha.tobytes(), field)
