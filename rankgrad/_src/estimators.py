@@ -120,11 +120,13 @@ def _validate(g: Grouped, rewards_arg: str = "rewards") -> None:
     ops = g.ops
     if ops.is_traced(g.values):
         return
-    x = g.values if g.valid is None else ops.where(g.valid, g.values, 0 * g.values)
+    x = g.values if g.valid is None else ops.where(g.valid, g.values, 0.0)
     if not ops.all_finite(x):
+        bad = ~np.isfinite(ops.to_numpy(x))
         raise ValueError(
-            f"{rewards_arg}: found NaN or inf rewards; replace them (e.g. drop the sample with "
-            "mask=..., or score it) before computing advantages."
+            f"{rewards_arg}: found {int(bad.sum())} NaN or inf reward(s) (first in group "
+            f"{int(np.argwhere(bad)[0][0])}); drop those samples with mask=... (they then get "
+            "advantage 0) or give them a finite score."
         )
 
 
@@ -185,21 +187,27 @@ def _sizes_backend(g: Grouped) -> Array:
 
 def _rows(g: Grouped, alpha: np.ndarray, field: str) -> Array:
     """Per-position weights for every group: [1, W] when all groups are full, else [G, W]."""
-    ops, like = g.ops, g.values
+    ops = g.ops
     if g.valid is None:
-        table = getattr(W.rank_tables(g.width, alpha), field)
-        return ops.table(table, like)[None, :]
+        return ops.host(_full_row, ops, g.width, alpha, field, g.values)
     if g.sizes is None:  # traced: a row for every possible size 0..W
-        sizes_all = tuple(range(g.width + 1))
-        table = ops.table(W.stacked_tables(sizes_all, g.width, alpha, field), like)
+        table = ops.host(_size_table, ops, tuple(range(g.width + 1)), g.width, alpha, field, g.values)
         return table[g.sizes_traced]
     distinct, index = np.unique(g.sizes, return_inverse=True)
-    table = ops.table(W.stacked_tables(tuple(distinct), g.width, alpha, field), like)
+    table = ops.host(_size_table, ops, tuple(distinct.tolist()), g.width, alpha, field, g.values)
     if len(distinct) == 1:
         return table[0][None, :]
     if ops.name == "torch":
-        return table[ops.torch.as_tensor(index.reshape(-1), device=like.device)]
+        return table[ops.torch.as_tensor(index.reshape(-1), device=g.values.device)]
     return table[index.reshape(-1)]
+
+
+def _full_row(ops, width: int, alpha: np.ndarray, field: str, like: Array) -> Array:  # noqa: ANN001
+    return ops.table(getattr(W.rank_tables(width, alpha), field), like)[None, :]
+
+
+def _size_table(ops, sizes: tuple, width: int, alpha: np.ndarray, field: str, like: Array) -> Array:  # noqa: ANN001
+    return ops.table(W.stacked_tables(sizes, width, alpha, field), like)
 
 
 def _scan(s: _Sorted, g: Grouped, lo: Array, self_w: Array | None, hi: Array) -> Array:
@@ -252,8 +260,8 @@ def _cast(g: Grouped, a: Array) -> Array:
 def _prepare(
     rewards: Array, objective: ObjectiveLike, group_ids: Any, mask: Any, *, detach: bool
 ) -> tuple[Grouped, Objective]:
-    obj = as_objective(objective)
     ops = get_ops(rewards)
+    obj = ops.host(as_objective, objective)
     if detach and ops.differentiable:
         rewards = ops.stop_gradient(rewards)
     g = to_groups(ops, rewards, group_ids=group_ids, mask=mask)
@@ -521,7 +529,7 @@ def _chen(g: Grouped, obj: Objective, eps: float) -> Array:
         )
     ops = g.ops
     if not ops.is_traced(g.values):
-        x = g.values if g.valid is None else ops.where(g.valid, g.values, 0 * g.values)
+        x = g.values if g.valid is None else ops.where(g.valid, g.values, 0.0)
         xn = ops.to_numpy(x)
         if not np.all((xn == 0) | (xn == 1)):
             raise ValueError(

@@ -155,16 +155,33 @@ class Objective:
 
     # ---------------------------------------------------------- constructors
     @classmethod
-    def from_weights(cls, weights: np.typing.ArrayLike, *, name: str | None = None) -> Objective:
+    def from_weights(
+        cls, weights: np.typing.ArrayLike, *, k: int | None = None, name: str | None = None
+    ) -> Objective:
         """An objective from a **top-first** weight vector of length K (``weights[0]`` → maximum).
 
+        Args:
+          weights: ``[K]`` rank weights, top-first.
+          k: optionally, the K you mean; a vector of another length is then an error.
+          name: a label for reports.
+
         Raises:
-          ValueError: if ``weights`` is empty, not 1-D, or not finite.
+          ValueError: if ``weights`` is empty, not 1-D, not finite, or not of length ``k``.
+
+        Example:
+          >>> import rankgrad
+          >>> rankgrad.Objective.from_weights([0.5, 0.5, 0, 0]).name  # mean of the top 2 of 4
+          'weights@4'
         """
         w = np.asarray(weights, dtype=np.float64)
         if w.ndim != 1 or w.size == 0:
             raise ValueError(
                 f"weights: expected a non-empty 1-D top-first vector of length K, got shape {w.shape}."
+            )
+        if k is not None and w.size != k:
+            raise ValueError(
+                f"weights: expected length K={k} (one weight per rank, top-first), got {w.size}; "
+                "pad with zeros or fix k."
             )
         if not np.all(np.isfinite(w)):
             raise ValueError("weights: every entry must be finite (no NaN or inf).")

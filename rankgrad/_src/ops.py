@@ -64,6 +64,11 @@ class Ops:
     def dtype_key(self, x: Array) -> tuple:
         return (str(x.dtype),)
 
+    def host(self, fn, *args):  # noqa: ANN001, ANN201
+        """Run host-side (numpy) work: parsing objectives, building weight tables. Under
+        ``torch.compile`` it runs outside the graph."""
+        return fn(*args)
+
     # to be provided ---------------------------------------------------------
     def from_numpy(self, arr: np.ndarray, like: Array) -> Array: ...
     def to_numpy(self, x: Array) -> np.ndarray: ...
@@ -176,9 +181,15 @@ class TorchOps(Ops):
         import torch
 
         self.torch = torch
+        self._outside_graph = torch.compiler.disable(lambda fn, *args: fn(*args))
 
     def dtype_key(self, x):  # noqa: ANN001, D102
         return (str(x.dtype), str(x.device))
+
+    def host(self, fn, *args):  # noqa: ANN001, ANN201, D102
+        if self.torch.compiler.is_compiling():
+            return self._outside_graph(fn, *args)
+        return fn(*args)
 
     def from_numpy(self, arr, like):  # noqa: ANN001, D102
         return self.torch.tensor(np.array(arr), dtype=like.dtype, device=like.device)
@@ -257,16 +268,8 @@ class JaxOps(Ops):
         self.jax, self.jnp = jax, jnp
 
     def dtype_key(self, x):  # noqa: ANN001, D102
-        try:
-            dev = str(next(iter(x.devices())))
-        except Exception:  # traced values have no devices  # noqa: BLE001
-            dev = "traced"
-        return (str(x.dtype), dev)
-
-    def table(self, arr, like):  # noqa: ANN001, D102
-        # Under a trace, constants must not be cached across traces as concrete device arrays of
-        # another trace's dtype; numpy constants are embedded by XLA, so convert on the host.
-        return np.asarray(arr, dtype=like.dtype)
+        # Concrete constants are placed on the default device; under a trace they are embedded.
+        return (str(x.dtype),)
 
     def from_numpy(self, arr, like):  # noqa: ANN001, D102
         return self.jnp.asarray(np.asarray(arr, dtype=like.dtype))

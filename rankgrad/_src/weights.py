@@ -23,7 +23,6 @@ Tables for a group of size n (positions t = 1..n; entries that a formula never r
 from __future__ import annotations
 
 import functools
-import math
 import threading
 from dataclasses import dataclass
 
@@ -32,47 +31,70 @@ import numpy as np
 __all__ = ["RankTables", "rank_tables", "stacked_tables", "log_factorials", "contract"]
 
 _LF_LOCK = threading.Lock()
-_LF: np.ndarray = np.zeros(1)
+_LF: np.ndarray = np.zeros(1, dtype=np.longdouble)
 
 
 def log_factorials(n: int) -> np.ndarray:
-    """log(i!) for i = 0..n, float64, each to within an ulp (math.lgamma); grown and reused."""
+    """log(i!) for i = 0..n in extended precision (x86 long double, 64-bit mantissa): a cumulative
+    sum of log i, accurate to ~1e-12 absolute at n = 10^5, so that differences of seven such terms
+    (a log-probability) lose ~100× less than float64 ``lgamma`` would. Grown and reused."""
     global _LF
     with _LF_LOCK:
         if _LF.size <= n:
             size = max(n + 1, 2 * _LF.size)
-            lf = np.empty(size)
-            lf[: _LF.size] = _LF
-            lf[_LF.size :] = [math.lgamma(i + 1.0) for i in range(_LF.size, size)]
-            _LF = lf
+            logs = np.log(np.arange(_LF.size, size, dtype=np.longdouble))
+            _LF = np.concatenate([_LF, _LF[-1] + np.cumsum(logs)])
         return _LF[: n + 1]
 
 
 def contract(n: int, k: int, beta: np.ndarray) -> np.ndarray:
     """Σ_j β_j P_{n,k}(m, j) for m = 1..n (β low-first, length k); float64 vector of length n.
 
-    For fixed j only positions m ∈ [j, n−k+j] have P > 0, so each nonzero β_j costs O(n − k + 1):
-    no n×k table is ever formed.
+    For fixed j only positions m = j + i, i ∈ [0, n−k], have P > 0, so each nonzero β_j costs
+    O(n − k + 1) and no n×k table is ever formed. Along i, P obeys the ratio recurrence
+
+        P(m+1, j) / P(m, j) = m (n−m−k+j) / ((m−j+1)(n−m)),
+
+    so log P is one extended-precision value at the mode plus cumulative sums of small float64
+    log-ratios outward from it: the largest probabilities carry ~1e-14 relative error, and the
+    terms are slices of one table of log-integers (no gathers).
     """
     out = np.zeros(n)
     if k == 0 or n < k:
         return out
     lf = log_factorials(n)
-    log_total = lf[n] - lf[k] - lf[n - k]
+    li = _log_ints(n)
     width = n - k + 1
-    i = np.arange(width)  # offset: m = j + i, so C(m−1, j−1) = C(j−1+i, i), C(n−m, k−j) = C(n−j−i, k−j)
+    log_total = lf[n] - lf[k] - lf[n - k]
+    shared = li[n - k : 0 : -1] - li[1:width]  # the j-free part of the log-ratio, length width − 1
     for j in np.flatnonzero(beta) + 1:
-        lp = (
-            lf[j - 1 + i]
-            - lf[j - 1]
-            - lf[i]
-            + lf[n - j - i]
-            - lf[k - j]
-            - lf[n - k - i]
+        j = int(j)
+        ratio = li[j : j + width - 1] - li[n - j : k - j : -1] + shared
+        mode = 0 if k == 1 else min(width - 1, round((j - 1) * (n - k) / (k - 1)))
+        at_mode = float(
+            lf[j - 1 + mode] - lf[j - 1] - lf[mode]
+            + lf[n - j - mode] - lf[k - j] - lf[n - k - mode]
             - log_total
         )
+        lp = np.empty(width)
+        lp[mode] = at_mode
+        lp[mode + 1 :] = at_mode + np.cumsum(ratio[mode:])
+        lp[:mode] = at_mode - np.cumsum(ratio[:mode][::-1])[::-1]
         out[j - 1 : j - 1 + width] += beta[j - 1] * np.exp(lp)
     return out
+
+
+_LI: np.ndarray = np.zeros(1)
+
+
+def _log_ints(n: int) -> np.ndarray:
+    """log(i) for i = 0..n (float64, log 0 = −inf), grown and reused."""
+    global _LI
+    with _LF_LOCK:
+        if _LI.size <= n:
+            with np.errstate(divide="ignore"):
+                _LI = np.log(np.arange(max(n + 1, 2 * _LI.size), dtype=np.float64))
+        return _LI
 
 
 @dataclass(frozen=True)

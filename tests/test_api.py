@@ -1,0 +1,41 @@
+"""The public namespace, lazy optional imports, and the registry."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+import rankgrad
+
+
+def test_public_names_resolve():
+    for name in rankgrad.__all__:
+        assert getattr(rankgrad, name) is not None
+    for name in rankgrad.exact.__all__ + rankgrad.objectives.__all__:
+        assert hasattr(rankgrad.exact, name) or hasattr(rankgrad.objectives, name)
+    assert set(rankgrad.ESTIMATORS) == {
+        "ordergrad", "rloo", "dr_grpo", "grpo", "pkpo_s", "pkpo_sloo", "pkpo_sloo1", "chen_passk"
+    }
+
+
+def test_import_needs_numpy_only():
+    code = (
+        "import sys, numpy as np, rankgrad\n"
+        "a = rankgrad.advantages(np.arange(6.0), 'max@2')\n"
+        "v = rankgrad.exact.value([0., 1.], [.5, .5], 'max@2')\n"
+        "print(sorted(m for m in ('torch', 'jax', 'scipy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_one_line_swap_for_grpo_loops():
+    """The quick-start shape: flat rewards + prompt ids in, per-sample advantages out."""
+    rewards = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0])
+    prompt = np.array([7, 7, 7, 7, 9, 9, 9, 9])
+    a = rankgrad.advantages(rewards, "max@2", group_ids=prompt)
+    np.testing.assert_allclose(a[:4], rankgrad.advantages(rewards[:4], "max@2"))
+    np.testing.assert_allclose(a[4:], rankgrad.advantages(rewards[4:], "max@2"))
+    np.testing.assert_allclose(rankgrad.value(rewards, "max@2", group_ids=prompt), [5 / 6, 1.0])
