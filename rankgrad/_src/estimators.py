@@ -175,14 +175,9 @@ def _sort_centre(g: Grouped) -> _Sorted:
 
 
 def _sizes_backend(g: Grouped) -> Array:
-    ops = g.ops
     if g.sizes_traced is not None:
         return g.sizes_traced
-    if ops.name == "numpy":
-        return g.sizes
-    if ops.name == "torch":
-        return ops.torch.as_tensor(g.sizes, device=g.values.device)
-    return ops.jnp.asarray(g.sizes)
+    return g.ops.asarray(g.sizes, g.values)
 
 
 def _rows(g: Grouped, alpha: np.ndarray, field: str) -> Array:
@@ -197,9 +192,7 @@ def _rows(g: Grouped, alpha: np.ndarray, field: str) -> Array:
     table = ops.host(_size_table, ops, tuple(distinct.tolist()), g.width, alpha, field, g.values)
     if len(distinct) == 1:
         return table[0][None, :]
-    if ops.name == "torch":
-        return table[ops.torch.as_tensor(index.reshape(-1), device=g.values.device)]
-    return table[index.reshape(-1)]
+    return table[ops.asarray(index.reshape(-1), g.values)]
 
 
 def _full_row(ops, width: int, alpha: np.ndarray, field: str, like: Array) -> Array:  # noqa: ANN001
@@ -249,12 +242,7 @@ def _finish(g: Grouped, s: _Sorted, sorted_vals: Array, *, ties: bool = True) ->
 
 
 def _cast(g: Grouped, a: Array) -> Array:
-    ops = g.ops
-    if ops.name == "numpy":
-        return a.astype(g.out_dtype, copy=False)
-    if ops.name == "torch":
-        return a.to(g.out_dtype)
-    return a.astype(g.out_dtype)
+    return g.ops.cast(a, g.out_dtype)
 
 
 def _prepare(
@@ -375,12 +363,7 @@ def order_statistics(
     from rankgrad._src.objectives import rank
 
     cols = [value(rewards, rank(r, k), group_ids=group_ids, mask=mask) for r in range(1, k + 1)]
-    ops = get_ops(rewards)
-    if ops.name == "numpy":
-        return np.stack(cols, axis=-1)
-    if ops.name == "torch":
-        return ops.torch.stack(cols, dim=-1)
-    return ops.jnp.stack(cols, axis=-1)
+    return get_ops(rewards).stack(cols)
 
 
 # ----------------------------------------------------------- public: advantages

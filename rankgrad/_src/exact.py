@@ -39,23 +39,12 @@ def _backend_of(*xs: Any) -> Ops:
 
 
 def _convert(ops: Ops, x: Any, like: Any | None, arg: str) -> Array:
-    if ops.name == "numpy":
+    if not (is_torch(x) or is_jax(x)):
         a = np.asarray(x)
         if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
             raise ValueError(f"{arg}: expected a numeric array, got dtype {a.dtype}.")
-        return a.astype(np.float64, copy=False)
-    if ops.name == "torch":
-        t = ops.torch
-        if not isinstance(x, t.Tensor):
-            x = t.as_tensor(np.asarray(x), device=None if like is None else like.device)
-        if like is not None and x.dtype != like.dtype:
-            x = x.to(like.dtype)
-        return ops.float_like(x)
-    jnp = ops.jnp
-    x = jnp.asarray(x)
-    if like is not None and x.dtype != like.dtype:
-        x = x.astype(like.dtype)
-    return ops.float_like(x)
+        x = a if ops.name != "numpy" or like is not None else a.astype(np.float64)
+    return ops.convert(x, like)
 
 
 def _prepare(r: Any, p: Any) -> tuple[Ops, Array, Array, tuple]:
@@ -195,9 +184,4 @@ def advantages(r: Any, p: Any, objective: ObjectiveLike) -> Array:
 def order_statistics(r: Any, p: Any, k: int) -> Array:
     """Exact E[R_(j:K)] for the K order statistics, **top-first** (entry 0 is E[max]): ``[..., K]``."""
     cols = [value(r, p, rank(j, k)) for j in range(1, k + 1)]
-    ops = get_ops(cols[0])
-    if ops.name == "numpy":
-        return np.stack(cols, axis=-1)
-    if ops.name == "torch":
-        return ops.torch.stack(cols, dim=-1)
-    return ops.jnp.stack(cols, axis=-1)
+    return get_ops(cols[0]).stack(cols)

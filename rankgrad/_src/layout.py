@@ -53,19 +53,6 @@ class Grouped:
         return self.valid is None
 
 
-def _compute_dtype(ops: Ops, x: Array) -> Array:
-    """Numpy computes in float64 (cheap on CPU, exact enough for any N); torch/jax keep float32 and
-    float64, and lift half precisions to float32."""
-    x = ops.float_like(x)
-    if ops.name == "numpy":
-        return x.astype(np.float64, copy=False)
-    if ops.name == "torch":
-        t = ops.torch
-        return x if x.dtype in (t.float32, t.float64) else x.to(t.float32)
-    jnp = ops.jnp
-    return x if x.dtype in (jnp.float32, jnp.float64) else x.astype(jnp.float32)
-
-
 def _as_bool_mask(ops: Ops, mask: Array, shape: tuple, arg: str = "mask") -> Array:
     if ops.name == "numpy":
         mask = np.asarray(mask)
@@ -91,7 +78,7 @@ def to_groups(
         ):
             raise ValueError(f"rewards: expected a numeric array, got dtype {rewards.dtype}.")
     out_dtype = ops.float_like(rewards).dtype
-    x = _compute_dtype(ops, rewards)
+    x = ops.compute(rewards)
     shape = tuple(x.shape)
     if group_ids is None:
         return _dense(ops, x, shape, mask, out_dtype)
@@ -174,7 +161,7 @@ def _flat(
     sizes = valid_np.sum(-1).astype(np.int64)
     values = ops.scatter_rows(x, codes, pos, (g, width))
     uniform = bool((sizes == width).all())
-    valid = None if uniform else _to_backend_bool(ops, valid_np, x)
+    valid = None if uniform else ops.asarray(valid_np, x)
     return Grouped(
         ops=ops,
         values=values,
@@ -197,11 +184,3 @@ def _host(ops: Ops, a: Any) -> np.ndarray:
 
         return get_ops(a).to_numpy(a)
     return np.asarray(a)
-
-
-def _to_backend_bool(ops: Ops, arr: np.ndarray, like: Array) -> Array:
-    if ops.name == "numpy":
-        return arr
-    if ops.name == "torch":
-        return ops.torch.as_tensor(arr, device=like.device)
-    return ops.jnp.asarray(arr)

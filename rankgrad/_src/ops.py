@@ -91,6 +91,24 @@ class Ops:
 
     def gather_rows(self, x: Array, rows: np.ndarray, cols: np.ndarray) -> Array: ...
     def sum(self, x: Array) -> Array: ...
+    def asarray(self, arr: np.ndarray, like: Array) -> Array:
+        """A host array (ints, bools) on ``like``'s device, dtype unchanged."""
+        ...
+
+    def stack(self, xs: list) -> Array:
+        """Stack along a new last axis."""
+        ...
+
+    def compute(self, x: Array) -> Array:
+        """The precision estimators compute in (see each backend)."""
+        ...
+
+    def cast(self, x: Array, dtype: Any) -> Array: ...
+
+    def convert(self, x: Any, like: Array | None) -> Array:
+        """A numpy array or this backend's array as a float array of this backend (``like``'s
+        dtype and device when given)."""
+        ...
 
     def rev_cumsum(self, x: Array) -> Array:
         """Suffix sums along the last axis by a reversed scan (never total − prefix)."""
@@ -170,6 +188,22 @@ class NumpyOps(Ops):
 
     def sum(self, x):  # noqa: ANN001, D102
         return np.sum(x, axis=-1)
+
+    def asarray(self, arr, like):  # noqa: ANN001, D102
+        return np.asarray(arr)
+
+    def stack(self, xs):  # noqa: ANN001, D102
+        return np.stack(xs, axis=-1)
+
+    def compute(self, x):  # noqa: ANN001, D102
+        # float64 always: cheap on a CPU, and exact enough for any N
+        return self.float_like(x).astype(np.float64, copy=False)
+
+    def cast(self, x, dtype):  # noqa: ANN001, D102
+        return x.astype(dtype, copy=False)
+
+    def convert(self, x, like):  # noqa: ANN001, D102
+        return np.asarray(x, dtype=np.float64 if like is None else like.dtype)
 
 
 class TorchOps(Ops):
@@ -255,6 +289,27 @@ class TorchOps(Ops):
     def sum(self, x):  # noqa: ANN001, D102
         return x.sum(dim=-1)
 
+    def asarray(self, arr, like):  # noqa: ANN001, D102
+        return self.torch.as_tensor(arr, device=like.device)
+
+    def stack(self, xs):  # noqa: ANN001, D102
+        return self.torch.stack(xs, dim=-1)
+
+    def compute(self, x):  # noqa: ANN001, D102
+        # float32 and float64 as given; half precisions are lifted to float32
+        t = self.torch
+        x = self.float_like(x)
+        return x if x.dtype in (t.float32, t.float64) else x.to(t.float32)
+
+    def cast(self, x, dtype):  # noqa: ANN001, D102
+        return x.to(dtype)
+
+    def convert(self, x, like):  # noqa: ANN001, D102
+        t = self.torch
+        if like is None:
+            return self.float_like(t.as_tensor(x))
+        return t.as_tensor(x, device=like.device).to(like.dtype)
+
 
 class JaxOps(Ops):
     name = "jax"
@@ -333,6 +388,24 @@ class JaxOps(Ops):
 
     def sum(self, x):  # noqa: ANN001, D102
         return self.jnp.sum(x, axis=-1)
+
+    def asarray(self, arr, like):  # noqa: ANN001, D102
+        return self.jnp.asarray(arr)
+
+    def stack(self, xs):  # noqa: ANN001, D102
+        return self.jnp.stack(xs, axis=-1)
+
+    def compute(self, x):  # noqa: ANN001, D102
+        jnp = self.jnp
+        x = self.float_like(x)
+        return x if x.dtype in (jnp.float32, jnp.float64) else x.astype(jnp.float32)
+
+    def cast(self, x, dtype):  # noqa: ANN001, D102
+        return x.astype(dtype)
+
+    def convert(self, x, like):  # noqa: ANN001, D102
+        x = self.jnp.asarray(x)
+        return self.float_like(x) if like is None else x.astype(like.dtype)
 
 
 _OPS: dict[str, Ops] = {}
