@@ -68,3 +68,11 @@ def test_masked_nan_is_allowed():
     a = rankgrad.advantages(y, "max@2", mask=~np.isnan(y))
     assert a[2] == 0 and np.all(np.isfinite(a))
     np.testing.assert_allclose(a[[0, 1, 3, 4]], rankgrad.advantages(y[[0, 1, 3, 4]], "max@2"))
+
+
+def test_huge_finite_rewards_are_not_mistaken_for_inf(backend):
+    """The finiteness check sums first; a sum that overflows must not reject finite rewards."""
+    y = np.full((2, 6), 3e38, dtype=np.float32)
+    y[:, 0] = 1.0
+    a = rankgrad.advantages(to_backend(y, backend, "float32"), "max@2")
+    assert np.all(np.isfinite(np.asarray(a.tolist())))

@@ -203,38 +203,19 @@ def _size_table(ops, sizes: tuple, width: int, alpha: np.ndarray, field: str, li
     return ops.table(W.stacked_tables(sizes, width, alpha, field), like)
 
 
-def _scan(s: _Sorted, g: Grouped, lo: Array, self_w: Array | None, hi: Array) -> Array:
-    """Σ_{m<t} y_m lo(m) + y_t self(t) + Σ_{m>t} y_m hi(m), in sorted order (prefix and suffix
-    sums by two scans)."""
-    ops, y = g.ops, s.yc
-    out = ops.shift_right(ops.cumsum(y * lo)) + ops.shift_left(ops.rev_cumsum(y * hi))
-    if self_w is not None:
-        out = out + y * self_w
-    return out
-
-
-def _tie_starts(g: Grouped, ys: Array) -> Array:
-    """For each sorted position, the first position of its block of equal values."""
-    ops = g.ops
-    pos = ops.arange(g.width, like=ys)[None, :]
-    new = (ys != ops.shift_right(ys)) | (pos == 0)
-    return ops.cummax(ops.where(new, pos, 0))
-
-
-def _tie_ends(g: Grouped, ys: Array) -> Array:
-    ops = g.ops
-    w = g.width
-    pos = ops.arange(w, like=ys)[None, :]
-    last = (ys != ops.shift_left(ys)) | (pos == w - 1)
-    rev = ops.flip(ops.where(last, w - 1 - pos, 0))
-    return (w - 1) - ops.flip(ops.cummax(rev))
+def _scan(s: _Sorted, g: Grouped, kind: str, obj: Objective) -> Array:
+    """Σ_{m<t} y_m lo(m) + y_t self(t) + Σ_{m>t} y_m hi(m) in sorted order, as
+    cumsum(y·lo) + revcumsum(y·hi) + y·mid (two scans; suffix sums by a reversed scan)."""
+    ops, y, a = g.ops, s.yc, obj.low_first
+    lo, mid, hi = (_rows(g, a, f"{kind}_{part}") for part in ("lo", "mid", "hi"))
+    return ops.cumsum(y * lo) + ops.rev_cumsum(y * hi) + y * mid
 
 
 def _finish(g: Grouped, s: _Sorted, sorted_vals: Array, *, ties: bool = True) -> Array:
     """Tied rewards share one value; back to the caller's order, padding → 0, caller's dtype."""
     ops = g.ops
     if ties:
-        sorted_vals = ops.take(sorted_vals, _tie_starts(g, s.ys))
+        sorted_vals = ops.tie_fix(sorted_vals, s.ys)
     out = ops.unsort(sorted_vals, s.idx)
     if g.valid is not None:
         out = ops.where(g.valid, out, 0.0)
@@ -306,7 +287,7 @@ def _tie_average(g: Grouped, s: _Sorted, p: Array) -> Array:
     p = p + 0 * s.ys  # broadcast to [G, W]
     p = ops.stop_gradient(p)
     ys = ops.stop_gradient(s.ys)
-    start, end = _tie_starts(g, ys), _tie_ends(g, ys)
+    start, end = ops.tie_starts(ys), ops.tie_ends(ys)
     cs = ops.cumsum(p)
     total = ops.take(cs, end) - ops.take(ops.shift_right(cs), start)
     return total / (end - start + 1)
@@ -341,15 +322,11 @@ def leave_one_out(
 
 
 def _q_sorted(g: Grouped, s: _Sorted, obj: Objective) -> Array:
-    a = obj.low_first
-    q = _scan(s, g, _rows(g, a, "inc_lo"), _rows(g, a, "inc_self"), _rows(g, a, "inc_hi"))
-    return q + s.c * obj.total_weight
+    return _scan(s, g, "inc", obj) + s.c * obj.total_weight
 
 
 def _v_sorted(g: Grouped, s: _Sorted, obj: Objective) -> Array:
-    a = obj.low_first
-    v = _scan(s, g, _rows(g, a, "loo_lo"), None, _rows(g, a, "loo_hi"))
-    return v + s.c * obj.total_weight
+    return _scan(s, g, "loo", obj) + s.c * obj.total_weight
 
 
 def order_statistics(
@@ -420,10 +397,8 @@ def advantages(
 
 def _ordergrad(g: Grouped, obj: Objective, eps: float) -> Array:
     _require_sizes(g, max(obj.k + 1, 2), f"leave-one-out advantages with K={obj.k} (K <= N−1)")
-    a = obj.low_first
     s = _sort_centre(g)
-    adv = _scan(s, g, _rows(g, a, "adv_lo"), _rows(g, a, "inc_self"), _rows(g, a, "adv_hi"))
-    return _finish(g, s, adv)
+    return _finish(g, s, _scan(s, g, "adv", obj))
 
 
 def _require_mean(obj: Objective, name: str) -> None:

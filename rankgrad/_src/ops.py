@@ -110,6 +110,24 @@ class Ops:
         dtype and device when given)."""
         ...
 
+    def tie_starts(self, ys: Array) -> Array:
+        """For sorted ``ys``, the position where each element's block of equal values starts."""
+        pos = self.arange(ys.shape[-1], like=ys)[None, :]
+        new = (ys != self.shift_right(ys)) | (pos == 0)
+        return self.cummax(self.where(new, pos, 0))
+
+    def tie_ends(self, ys: Array) -> Array:
+        """For sorted ``ys``, the position where each element's block of equal values ends."""
+        w = ys.shape[-1]
+        pos = self.arange(w, like=ys)[None, :]
+        last = (ys != self.shift_left(ys)) | (pos == w - 1)
+        return (w - 1) - self.flip(self.cummax(self.flip(self.where(last, w - 1 - pos, 0))))
+
+    def tie_fix(self, x: Array, ys: Array) -> Array:
+        """``x`` with every value replaced by the one at the start of its block of equal ``ys``
+        (``ys`` sorted along the last axis): tied rewards get bit-identical results."""
+        return self.take(x, self.tie_starts(ys))
+
     def rev_cumsum(self, x: Array) -> Array:
         """Suffix sums along the last axis by a reversed scan (never total − prefix)."""
         return self.flip(self.cumsum(self.flip(x)))
@@ -134,8 +152,19 @@ class NumpyOps(Ops):
         return x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64)
 
     def sort(self, x):  # noqa: ANN001, D102
-        idx = np.argsort(x, axis=-1, kind="stable")
+        # Any order of tied values gives the same results (ties are fixed up by tie_fix), so the
+        # fastest sort will do.
+        idx = np.argsort(x, axis=-1)
         return np.take_along_axis(x, idx, axis=-1), idx
+
+    def tie_fix(self, x, ys):  # noqa: ANN001, D102
+        new = np.empty(ys.shape, dtype=bool)
+        new[..., 0] = True
+        np.not_equal(ys[..., 1:], ys[..., :-1], out=new[..., 1:])
+        if new.all():
+            return x
+        start = np.maximum.accumulate(np.where(new, np.arange(ys.shape[-1]), 0), axis=-1)
+        return np.take_along_axis(x, start, axis=-1)
 
     def take(self, x, idx):  # noqa: ANN001, D102
         return np.take_along_axis(x, idx, axis=-1)
@@ -176,7 +205,9 @@ class NumpyOps(Ops):
         return x
 
     def all_finite(self, x):  # noqa: ANN001, D102
-        return bool(np.isfinite(x).all())
+        # one reduction pass; the elementwise check only if the sum is not finite (NaN/inf, or an
+        # overflowing sum of finite values)
+        return bool(np.isfinite(x.sum())) or bool(np.isfinite(x).all())
 
     def scatter_rows(self, values, rows, cols, shape):  # noqa: ANN001, D102
         out = np.zeros(shape, dtype=values.dtype)
@@ -239,8 +270,22 @@ class TorchOps(Ops):
         return x if x.is_floating_point() else x.to(self.torch.get_default_dtype())
 
     def sort(self, x):  # noqa: ANN001, D102
-        vals, idx = self.torch.sort(x, dim=-1, stable=True)
-        return vals, idx
+        return self.torch.sort(x, dim=-1)  # order among ties is irrelevant (see tie_fix)
+
+    def tie_fix(self, x, ys):  # noqa: ANN001, D102
+        t = self.torch
+        if ys.is_cuda or self.is_traced(ys):
+            return super().tie_fix(x, ys)
+        # CPU: skip when there are no ties; else index each block's first element through a
+        # cumulative count of block starts (cheaper than torch.cummax on CPU).
+        new = t.ones(ys.shape, dtype=t.bool, device=ys.device)
+        t.ne(ys[..., 1:], ys[..., :-1], out=new[..., 1:])
+        if bool(new.all()):
+            return x
+        flat = new.reshape(-1)
+        starts = t.nonzero(flat).squeeze(1)
+        block = t.cumsum(flat, 0) - 1
+        return x.reshape(-1)[starts[block]].reshape(x.shape)
 
     def take(self, x, idx):  # noqa: ANN001, D102
         return self.torch.gather(x, -1, idx)
@@ -273,7 +318,8 @@ class TorchOps(Ops):
         return x.detach()
 
     def all_finite(self, x):  # noqa: ANN001, D102
-        return bool(self.torch.isfinite(x).all())
+        t = self.torch
+        return bool(t.isfinite(x.sum())) or bool(t.isfinite(x).all())
 
     def scatter_rows(self, values, rows, cols, shape):  # noqa: ANN001, D102
         t = self.torch
@@ -340,7 +386,7 @@ class JaxOps(Ops):
         return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
 
     def sort(self, x):  # noqa: ANN001, D102
-        idx = self.jnp.argsort(x, axis=-1, stable=True)
+        idx = self.jnp.argsort(x, axis=-1, stable=False)
         return self.jnp.take_along_axis(x, idx, axis=-1), idx
 
     def take(self, x, idx):  # noqa: ANN001, D102
@@ -378,7 +424,8 @@ class JaxOps(Ops):
         return self.jax.lax.stop_gradient(x)
 
     def all_finite(self, x):  # noqa: ANN001, D102
-        return bool(self.jnp.isfinite(x).all())
+        jnp = self.jnp
+        return bool(jnp.isfinite(x.sum())) or bool(jnp.isfinite(x).all())
 
     def scatter_rows(self, values, rows, cols, shape):  # noqa: ANN001, D102
         return self.jnp.zeros(shape, dtype=values.dtype).at[rows, cols].set(values)
