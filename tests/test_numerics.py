@@ -80,3 +80,15 @@ def test_binary_closed_form_at_large_n():
     a = rankgrad.advantages(y, f"max@{k}")
     np.testing.assert_allclose(a[:c], a_pos, rtol=1e-8)
     np.testing.assert_allclose(a[c:], a_neg, rtol=1e-8)
+
+
+@pytest.mark.parametrize("n,k", [(12, 5), (300, 40), (20_000, 500)])
+def test_run_identity_matches_per_rank_sum(n, k):
+    """Runs of equal weights use a survival identity; it equals the per-rank sum."""
+    from rankgrad._src.weights import contract
+
+    rng = np.random.default_rng(n)
+    beta = np.repeat(rng.normal(size=5), k // 5 + 1)[:k]  # five runs
+    beta[: k // 7] = 0.0
+    fast, slow = contract(n, k, beta), contract(n, k, beta, min_run=10**9)
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12 * np.abs(slow).max())

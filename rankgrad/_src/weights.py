@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RankTables", "rank_tables", "stacked_tables", "log_factorials", "contract"]
+__all__ = ["RankTables", "rank_tables", "stacked_tables", "log_factorials", "contract", "single_rank"]
 
 _LF_LOCK = threading.Lock()
 _LF: np.ndarray = np.zeros(1, dtype=np.longdouble)
@@ -51,40 +51,81 @@ def log_factorials(n: int) -> np.ndarray:
         return _LF[: n + 1]
 
 
-def contract(n: int, k: int, beta: np.ndarray) -> np.ndarray:
+def contract(n: int, k: int, beta: np.ndarray, *, min_run: int = 4) -> np.ndarray:
     """Σ_j β_j P_{n,k}(m, j) for m = 1..n (β low-first, length k); float64 vector of length n.
 
-    For fixed j only positions m = j + i, i ∈ [0, n−k], have P > 0, so each nonzero β_j costs
-    O(n − k + 1) and no n×k table is ever formed. Along i, P obeys the ratio recurrence
+    A run of equal weights β_a = … = β_b (as in tail means, trimmed means, top/bottom-m) costs two
+    single-rank vectors whatever its length, through the survival identity
 
-        P(m+1, j) / P(m, j) = m (n−m−k+j) / ((m−j+1)(n−m)),
+        Σ_{j<=b} P_{n,k}(m, j) = (k/n) · Σ_{m'>=m} P_{n−1,k−1}(m', b)
 
-    so log P is one extended-precision value at the mode plus cumulative sums of small float64
-    log-ratios outward from it: the largest probabilities carry ~1e-14 relative error, and the
-    terms are slices of one table of log-integers (no gathers).
+    (item m is selected with rank <= b iff …; the difference between positions m and m+1 is the
+    chance that both are selected with exactly b−1 below them). A lone weight costs one single-rank
+    vector. So cvar/trim/top-m tables are O(n) and a general α is O(n·#runs); never n×k memory.
+    ``min_run`` (default 4) is the shortest run summed by the identity (tests compare both paths).
     """
     out = np.zeros(n)
     if k == 0 or n < k:
         return out
+    survival: dict[int, np.ndarray | float] = {0: 0.0, k: 1.0}
+
+    def surv(b: int) -> np.ndarray | float:  # Σ_{m'>=m} P_{n−1,k−1}(m', b), m = 1..n
+        if b not in survival:
+            tail = np.zeros(n)
+            tail[: n - 1] = single_rank(n - 1, k - 1, b)
+            survival[b] = np.cumsum(tail[::-1])[::-1]
+        return survival[b]
+
+    for a, b, v in _runs(beta):
+        if b - a + 1 >= min_run:
+            out += (v * k / n) * (surv(b) - surv(a - 1))
+        else:
+            for j in range(a, b + 1):
+                out += v * single_rank(n, k, j)
+    return out
+
+
+def _runs(beta: np.ndarray) -> list[tuple[int, int, float]]:
+    """Maximal runs of equal nonzero values: (first j, last j, value), 1-based inclusive."""
+    runs: list[tuple[int, int, float]] = []
+    for j, v in enumerate(beta.tolist(), start=1):
+        if v == 0.0:
+            continue
+        if runs and runs[-1][1] == j - 1 and runs[-1][2] == v:
+            runs[-1] = (runs[-1][0], j, v)
+        else:
+            runs.append((j, j, v))
+    return runs
+
+
+def single_rank(n: int, k: int, j: int) -> np.ndarray:
+    """P_{n,k}(m, j) for m = 1..n: the chance that sorted item m is the j-th smallest of a uniform
+    k-subset. float64, length n.
+
+    Only m = j + i, i ∈ [0, n−k], is nonzero. Along i, P obeys the ratio recurrence
+
+        P(m+1, j) / P(m, j) = m (n−m−k+j) / ((m−j+1)(n−m)),
+
+    so log P is one extended-precision value at the mode plus cumulative sums of small float64
+    log-ratios outward from it: the largest probabilities carry ~1e-13 relative error, and the terms
+    are slices of one table of log-integers (no gathers, no overflow at n = 10^6).
+    """
+    out = np.zeros(n)
     lf = log_factorials(n)
     li = _log_ints(n)
     width = n - k + 1
-    log_total = lf[n] - lf[k] - lf[n - k]
-    shared = li[n - k : 0 : -1] - li[1:width]  # the j-free part of the log-ratio, length width − 1
-    for j in np.flatnonzero(beta) + 1:
-        j = int(j)
-        ratio = li[j : j + width - 1] - li[n - j : k - j : -1] + shared
-        mode = 0 if k == 1 else min(width - 1, round((j - 1) * (n - k) / (k - 1)))
-        at_mode = float(
-            lf[j - 1 + mode] - lf[j - 1] - lf[mode]
-            + lf[n - j - mode] - lf[k - j] - lf[n - k - mode]
-            - log_total
-        )
-        lp = np.empty(width)
-        lp[mode] = at_mode
-        lp[mode + 1 :] = at_mode + np.cumsum(ratio[mode:])
-        lp[:mode] = at_mode - np.cumsum(ratio[:mode][::-1])[::-1]
-        out[j - 1 : j - 1 + width] += beta[j - 1] * np.exp(lp)
+    ratio = li[j : j + width - 1] - li[n - j : k - j : -1] + li[n - k : 0 : -1] - li[1:width]
+    mode = 0 if k == 1 else min(width - 1, round((j - 1) * (n - k) / (k - 1)))
+    at_mode = float(
+        lf[j - 1 + mode] - lf[j - 1] - lf[mode]
+        + lf[n - j - mode] - lf[k - j] - lf[n - k - mode]
+        - (lf[n] - lf[k] - lf[n - k])
+    )
+    lp = np.empty(width)
+    lp[mode] = at_mode
+    lp[mode + 1 :] = at_mode + np.cumsum(ratio[mode:])
+    lp[:mode] = at_mode - np.cumsum(ratio[:mode][::-1])[::-1]
+    out[j - 1 : j - 1 + width] = np.exp(lp)
     return out
 
 
