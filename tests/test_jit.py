@@ -37,3 +37,18 @@ def test_jax_jit_value_grad():
     y = jnp.asarray(np.random.default_rng(1).normal(size=(4, 7)))
     g = jax.jit(jax.grad(lambda a: rankgrad.value(a, "median@3").sum()))(y)
     np.testing.assert_allclose(np.asarray(g).sum(-1), 1.0, atol=1e-12)
+
+
+def test_torch_compile_runs_and_does_not_recompile_on_new_values():
+    import torch
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    f = torch.compile(lambda a: rankgrad.advantages(a, "cvar:0.25@4"), backend="eager")
+    y = torch.randn(64, 8, dtype=torch.float64)
+    np.testing.assert_allclose(f(y).numpy(), rankgrad.advantages(y.numpy(), "cvar:0.25@4"), atol=1e-12)
+    graphs = counters["stats"]["unique_graphs"]
+    for _ in range(3):
+        z = torch.randn(64, 8, dtype=torch.float64)
+        np.testing.assert_allclose(f(z).numpy(), rankgrad.advantages(z.numpy(), "cvar:0.25@4"), atol=1e-12)
+    assert counters["stats"]["unique_graphs"] == graphs

@@ -252,9 +252,9 @@ class TorchOps(Ops):
         return (str(x.dtype), str(x.device))
 
     def host(self, fn, *args):  # noqa: ANN001, ANN201, D102
-        if self.torch.compiler.is_compiling():
-            return self._outside_graph(fn, *args)
-        return fn(*args)
+        # Always through the disabled wrapper: under torch.compile, frames that run eagerly after a
+        # graph break are still intercepted by dynamo, and is_compiling() is False there.
+        return self._outside_graph(fn, *args)
 
     def from_numpy(self, arr, like):  # noqa: ANN001, D102
         return self.torch.tensor(np.array(arr), dtype=like.dtype, device=like.device)
