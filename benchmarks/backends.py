@@ -16,9 +16,9 @@ import numpy as np
 
 from benchmarks.timing import peak_rss_mb, peak_tracemalloc_mb
 
-__all__ = ["Backend", "make_backend", "BACKEND_NAMES"]
+__all__ = ["Backend", "make_backend", "BACKEND_NAMES", "cuda_available"]
 
-BACKEND_NAMES = ("numpy", "torch", "jax", "torch.compile")
+BACKEND_NAMES = ("numpy", "torch", "jax", "torch.compile", "torch.cuda")
 
 Fn = Callable[[Any], Any]
 
@@ -111,6 +111,47 @@ def _torch(compiled: bool) -> Backend:
     )
 
 
+def _torch_cuda() -> Backend:
+    """Eager torch on the GPU: inputs moved once, every timing synchronised, peak memory from the
+    CUDA caching allocator."""
+    import torch
+
+    def sync(x: Any) -> Any:
+        torch.cuda.synchronize()
+        return x
+
+    def sort(x: torch.Tensor) -> Any:
+        return sync(torch.sort(x, dim=-1))
+
+    def memory(fn: Fn, x: Any) -> tuple[float | None, str]:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        sync(fn(x))
+        return (torch.cuda.max_memory_allocated() - base) / 1e6, "CUDA allocator peak"
+
+    return Backend(
+        name="torch.cuda",
+        convert=lambda a: torch.from_numpy(a).cuda(),
+        to_numpy=lambda x: x.detach().cpu().numpy(),
+        sync=sync,
+        wrap=_identity,
+        sort=sort,
+        sort_label="torch.sort on CUDA (values+indices)",
+        compiles=False,
+        memory=memory,
+        float64=_no_context,
+    )
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 def _jax() -> Backend:
     import jax
     import jax.numpy as jnp
@@ -162,11 +203,13 @@ def _jax_eager() -> Backend:
 
 
 def make_backend(name: str) -> Backend:
-    """``"numpy"``, ``"torch"``, ``"jax"`` (jit), ``"jax (eager)"`` or ``"torch.compile"``."""
+    """``"numpy"``, ``"torch"``, ``"jax"`` (jit), ``"jax (eager)"``, ``"torch.compile"`` or
+    ``"torch.cuda"``."""
     makers: dict[str, Callable[[], Backend]] = {
         "numpy": _numpy,
         "torch": lambda: _torch(compiled=False),
         "torch.compile": lambda: _torch(compiled=True),
+        "torch.cuda": _torch_cuda,
         "jax": _jax,
         "jax (eager)": _jax_eager,
     }

@@ -31,7 +31,9 @@ __all__ = [
 ]
 
 CHECK_RTOL = 1e-10
-SMALL_CASES: tuple[tuple[int, int, int], ...] = ((1024, 16, 4), (8192, 64, 8), (256, 256, 32))
+SMALL_CASES: tuple[tuple[int, int, int], ...] = (
+    (1024, 16, 4), (8192, 64, 8), (256, 256, 32), (65536, 16, 4)
+)
 HUGE_CASES: tuple[tuple[int, str], ...] = (
     (10**5, "cvar:0.2@1000"),
     (10**5, "max@1000"),

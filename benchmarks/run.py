@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.backends import cuda_available
 from benchmarks.cases import (
     CHECK_RTOL,
     Config,
@@ -37,10 +38,12 @@ __all__ = ["main", "run_all", "method_notes"]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 Runner = Callable[[Config, tuple[str, ...], Callable[[str], None]], list[dict]]
+_GPU = ("torch.cuda",) if cuda_available() else ()  # the GPU rows appear where torch sees a GPU
+
 PLAN: dict[str, tuple[Runner, tuple[str, ...]]] = {
-    "small_groups": (run_small_groups, ("numpy", "torch", "jax", "torch.compile")),
-    "huge_group": (run_huge_group, ("numpy", "torch", "jax")),
-    "ragged": (run_ragged, ("numpy", "torch")),
+    "small_groups": (run_small_groups, ("numpy", "torch", "jax", "torch.compile", *_GPU)),
+    "huge_group": (run_huge_group, ("numpy", "torch", "jax", *_GPU)),
+    "ragged": (run_ragged, ("numpy", "torch", *_GPU)),
     "cache": (run_cache, ("numpy", "torch", "jax (eager)")),
 }
 
