@@ -16,7 +16,8 @@ def test_public_names_resolve():
     for name in rankgrad.exact.__all__ + rankgrad.objectives.__all__:
         assert hasattr(rankgrad.exact, name) or hasattr(rankgrad.objectives, name)
     assert set(rankgrad.ESTIMATORS) == {
-        "ordergrad", "rloo", "dr_grpo", "grpo", "pkpo_s", "pkpo_sloo", "pkpo_sloo1", "chen_passk"
+        "ordergrad", "rloo", "dr_grpo", "grpo", "pkpo_s", "pkpo_sloo", "pkpo_sloo1", "chen_passk",
+        "gopo",
     }
 
 

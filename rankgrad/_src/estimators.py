@@ -89,6 +89,11 @@ ESTIMATORS: dict[str, EstimatorInfo] = {
             "chen_passk", False, True, None, "max@K on 0/1 rewards",
             "Chen et al.'s analytic pass@K advantage (q_i − V)/σ, σ = sqrt(V(1−V)); biased by σ.",
         ),
+        EstimatorInfo(
+            "gopo", False, True, None, "mean: midrank form; other: L-statistic of the midrank CDF",
+            "Rank (CDF) advantage, tie-correct: (2/(N−1)) Σ_{j≠i} sign(r_i − r_j) (GOPO, arXiv "
+            "2602.03876); with another objective, ordergrad on u_i = (1 + that sum/(N−1))/2.",
+        ),
     )
 }
 _ALIASES = {
@@ -101,6 +106,8 @@ _ALIASES = {
     "pkpo_sloo_minus_one": "pkpo_sloo1",
     "chen": "chen_passk",
     "passk_analytic": "chen_passk",
+    "midrank": "gopo",
+    "rank": "gopo",
 }
 
 
@@ -152,26 +159,35 @@ class _Sorted:
     c: Array  # centre per group [G, 1]
     idx: Array  # sort permutation [G, W]
     in_range: Array | None  # [G, W] position < size
+    key: Array  # sorted values with padding at +inf (for tie blocks that must not reach padding)
 
 
 def _sort_centre(g: Grouped) -> _Sorted:
     ops, x = g.ops, g.values
-    w = g.width
     if g.valid is None:
         ys, idx = ops.sort(x)
-        mid = (w - 1) // 2
-        c = ys[:, mid : mid + 1]
-        return _Sorted(ys=ys, yc=ys - c, c=c, idx=idx, in_range=None)
+        c, yc = _centre(g, ys, None)
+        return _Sorted(ys=ys, yc=yc, c=c, idx=idx, in_range=None, key=ys)
     # Padding sorts last: its key is +inf (finite rewards are checked eagerly).
-    ys, idx = ops.sort(ops.where(g.valid, x, float("inf")))
-    pos = ops.arange(w, like=x)[None, :]
+    key, idx = ops.sort(ops.where(g.valid, x, float("inf")))
+    in_range = ops.arange(g.width, like=x)[None, :] < _sizes_backend(g)[:, None]
+    ys = ops.where(in_range, key, 0.0)
+    c, yc = _centre(g, ys, in_range)
+    return _Sorted(ys=ys, yc=yc, c=c, idx=idx, in_range=in_range, key=key)
+
+
+def _centre(g: Grouped, ys: Array, in_range: Array | None) -> tuple[Array, Array]:
+    """Centre sorted groups on their middle element (advantages are shift-invariant; this keeps
+    float32 accurate for offset rewards and makes a constant group exactly 0). Returns (c [G, 1],
+    ys − c with padding → 0)."""
+    ops = g.ops
+    if in_range is None:
+        mid = (g.width - 1) // 2
+        c = ys[:, mid : mid + 1]
+        return c, ys - c
     sizes = _sizes_backend(g)
-    in_range = pos < sizes[:, None]
-    ys = ops.where(in_range, ys, 0.0)
-    mid = ops.where(sizes > 0, (sizes - 1) // 2, 0)
-    c = ops.take(ys, mid[:, None])
-    yc = ops.where(in_range, ys - c, 0.0)
-    return _Sorted(ys=ys, yc=yc, c=c, idx=idx, in_range=in_range)
+    c = ops.take(ys, ops.where(sizes > 0, (sizes - 1) // 2, 0)[:, None])
+    return c, ops.where(in_range, ys - c, 0.0)
 
 
 def _sizes_backend(g: Grouped) -> Array:
@@ -401,8 +417,12 @@ def _ordergrad(g: Grouped, obj: Objective, eps: float) -> Array:
     return _finish(g, s, _scan(s, g, "adv", obj))
 
 
+def _is_mean(obj: Objective) -> bool:
+    return obj.k == 1 or bool(np.allclose(obj.weights, 1.0 / obj.k, rtol=0, atol=1e-15))
+
+
 def _require_mean(obj: Objective, name: str) -> None:
-    if not (obj.k == 1 or np.allclose(obj.weights, 1.0 / obj.k, rtol=0, atol=1e-15)):
+    if not _is_mean(obj):
         raise ValueError(
             f"objective: estimator={name!r} optimises the mean reward; pass objective='mean', or "
             f"estimator='ordergrad' for {obj.name!r}."
@@ -505,6 +525,29 @@ def _chen(g: Grouped, obj: Objective, eps: float) -> Array:
     return _finish(g, s, out)
 
 
+def _gopo(g: Grouped, obj: Objective, eps: float) -> Array:
+    """Midrank advantages: d_i = #{j: r_j < r_i} − #{j: r_j > r_i} from the tie blocks of the sort
+    (tied rewards count as neither), so ties are exact, a constant group gives 0, and any strictly
+    increasing transform of the rewards leaves the result unchanged."""
+    _require_sizes(g, max(obj.k + 1, 2), f"estimator='gopo' with K={obj.k} (K <= N−1)")
+    ops = g.ops
+    s = _sort_centre(g)
+    n = _n_col(g)
+    below = ops.tie_starts(s.key) + 0.0 * s.yc
+    above = (n - 1) - ops.tie_ends(s.key)
+    d = below - above
+    if g.valid is not None:
+        d = ops.where(s.in_range, d, 0.0)
+    if _is_mean(obj):
+        return _finish(g, s, 2.0 * d / ops.where(n > 1, n - 1, 1.0), ties=False)
+    u = 0.5 + 0.5 * d / ops.where(n > 1, n - 1, 1.0)  # midrank CDF in [0, 1], sorted order
+    if g.valid is not None:
+        u = ops.where(s.in_range, u, 0.0)
+    c, uc = _centre(g, u, s.in_range)
+    su = _Sorted(ys=u, yc=uc, c=c, idx=s.idx, in_range=s.in_range, key=s.key)
+    return _finish(g, su, _scan(su, g, "adv", obj))
+
+
 _ADVANTAGE_FNS: dict[str, Callable[[Grouped, Objective, float], Array]] = {
     "ordergrad": _ordergrad,
     "rloo": _mean_family("rloo"),
@@ -514,5 +557,6 @@ _ADVANTAGE_FNS: dict[str, Callable[[Grouped, Objective, float], Array]] = {
     "pkpo_sloo": _pkpo("pkpo_sloo"),
     "pkpo_sloo1": _pkpo("pkpo_sloo1"),
     "chen_passk": _chen,
+    "gopo": _gopo,
 }
 assert set(_ADVANTAGE_FNS) == set(ESTIMATORS)
