@@ -150,6 +150,27 @@ def _small_targets(backend: Backend, g: int, n: int, ms: float, ratio: float) ->
     return []
 
 
+def _timed_fields(
+    backend: Backend, fn: Any, x: Any, y32: np.ndarray, ref: np.ndarray, cfg: Config,
+    warm_ms: float, cold_ms: float, sort_ms: float,
+) -> dict[str, Any]:
+    """The columns shared by the small-group and huge-group rows: times, ratio, memory, check."""
+    peak, method = _memory(backend, fn, x)
+    return dict(
+        status="ok",
+        ms=warm_ms,
+        cold_ms=cold_ms,
+        cold_label="compile+first call" if backend.compiles else "caches cleared + call",
+        sort_ms=sort_ms,
+        sort_label=backend.sort_label,
+        ratio=warm_ms / sort_ms,
+        peak_mb=peak,
+        mem_method=method,
+        **_default_argsort_ms(backend, x, cfg),
+        **_check(_f64_output(backend, fn, y32.astype(np.float64)), ref, "naive f64"),
+    )
+
+
 def _small_row(
     backend: Backend, shape: tuple[int, int, int], y32: np.ndarray, ref: np.ndarray, cfg: Config
 ) -> dict[str, Any]:
@@ -164,20 +185,9 @@ def _small_row(
         warm = time_call(lambda: backend.sync(fn(x)), budget_s=cfg.budget_s)
         sort_ms = _sorted_ms(backend, x, cfg)
         out32 = backend.to_numpy(backend.sync(fn(x)))
-        peak, method = _memory(backend, fn, x)
         row.update(
-            status="ok",
-            ms=warm.median_ms,
-            cold_ms=cold_ms,
-            cold_label="compile+first call" if backend.compiles else "caches cleared + call",
-            sort_ms=sort_ms,
-            sort_label=backend.sort_label,
-            ratio=warm.median_ms / sort_ms,
-            peak_mb=peak,
-            mem_method=method,
+            **_timed_fields(backend, fn, x, y32, ref, cfg, warm.median_ms, cold_ms, sort_ms),
             f32_err=float(np.max(np.abs(out32.astype(np.float64) - ref))),
-            **_default_argsort_ms(backend, x, cfg),
-            **_check(_f64_output(backend, fn, y32.astype(np.float64)), ref, "naive f64"),
         )
         row["targets"] = _small_targets(backend, g, n, warm.median_ms, row["ratio"])
     except Exception as exc:  # noqa: BLE001 - recorded in the report
@@ -213,20 +223,8 @@ def _huge_row(
         cold_ms, fn = _cold_and_fn(backend, raw, x, max(1, cfg.cold_repeats - 2))
         warm = time_call(lambda: backend.sync(fn(x)), warmup=1, min_repeats=3, budget_s=cfg.budget_s)
         sort_ms = time_call(lambda: backend.sort(x), warmup=1, min_repeats=3, budget_s=cfg.budget_s).median_ms
-        peak, method = _memory(backend, fn, x)
-        row.update(
-            status="ok",
-            ms=warm.median_ms,
-            cold_ms=cold_ms,
-            cold_label="compile+first call" if backend.compiles else "caches cleared + call",
-            sort_ms=sort_ms,
-            sort_label=backend.sort_label,
-            ratio=warm.median_ms / sort_ms,
-            peak_mb=peak,
-            mem_method=method,
-            **_default_argsort_ms(backend, x, cfg),
-            **_check(_f64_output(backend, fn, y32.astype(np.float64)), ref, "naive f64"),
-        )
+        row.update(**_timed_fields(backend, fn, x, y32, ref, cfg, warm.median_ms, cold_ms, sort_ms))
+        peak = row["peak_mb"]
         if n == HUGE_TARGET_N and not backend.compiles:
             row["targets"] = _targets(
                 ("prep+call <= 2 s", cold_ms <= 2000), ("<= 200 MB", peak is not None and peak <= 200)
