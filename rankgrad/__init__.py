@@ -7,12 +7,13 @@ Public API (groups on the last axis ``[..., N]``, or flat ``[B]`` + ``group_ids`
 * :func:`value` — the batch L-value per group (differentiable: the pathwise estimator);
 * :func:`include_one`, :func:`leave_one_out`, :func:`order_statistics` — the pieces;
 * :mod:`rankgrad.exact` — the same quantities for a known discrete distribution;
+* :mod:`rankgrad.noisy` — noise-corrected objectives for 0/1 rewards from an imperfect verifier;
 * :class:`Objective` and :mod:`rankgrad.objectives` — presets, strings, weight vectors.
 
 Only NumPy is imported here; torch and jax load when you pass their arrays.
 """
 
-from rankgrad import exact, objectives
+from rankgrad import exact, noisy, objectives
 from rankgrad._src.estimators import (
     ESTIMATORS,
     EstimatorInfo,
@@ -34,6 +35,7 @@ __all__ = [
     "exact",
     "include_one",
     "leave_one_out",
+    "noisy",
     "objectives",
     "order_statistics",
     "parse",

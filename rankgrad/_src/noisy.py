@@ -1,0 +1,131 @@
+"""Noise-corrected L-statistics of binary rewards under an imperfect verifier.
+
+A verifier flips labels class-conditionally (arXiv 2510.00915): a wrong answer passes with
+probability ρ0 (false positive), a right one fails with probability ρ1 (false negative), independently
+of the instance. The observed pass rate is p̃ = ρ0 + (1 − ρ0 − ρ1)·p.
+
+For 0/1 rewards an L-statistic of K draws depends only on the number s of passes among them:
+h(s) = sum of the top s weights. Ranking the *observed* rewards therefore estimates the objective of
+the noisy rewards, whose gradient is the clean one times a prompt-dependent factor (for pass@K,
+(1 − ρ0 − ρ1)·((1 − p̃)/(1 − p))^(K−1): easy prompts are over-weighted).
+
+The fix works at the level of counts. Let T[s, t] = P(t observed passes | s true passes among K)
+(kept passes ~ Bin(s, 1 − ρ1) plus false passes ~ Bin(K − s, ρ0)). The corrected kernel h̃ = T⁻¹h
+satisfies E[h̃(S̃)] = E[h(S)] for any distribution of the true count S, in particular Bin(K, p). As a
+function of the observed count, h̃ is again an L-statistic of the observed 0/1 rewards, with top-first
+weights w̃_r = h̃(r) − h̃(r − 1) plus the constant h̃(0). So the corrected estimators are the ordinary
+ones with those weights: same batching, same unbiasedness proof, now for the *clean* objective J_K.
+
+Cost: T is inverted exactly, but the weights grow like (1 − ρ0 − ρ1)^−K, and so does the variance.
+Conditions: binary rewards, K <= N − 1, known ρ0 + ρ1 < 1, noise independent of the instance.
+For K = 1 (the mean) this is the backward correction (r̃ − ρ0)/(1 − ρ0 − ρ1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rankgrad._src.estimators import advantages as _advantages
+from rankgrad._src.estimators import value as _value
+from rankgrad._src.objectives import Objective, ObjectiveLike, as_objective
+from rankgrad._src.ops import get_ops
+
+__all__ = ["corrected_objective", "advantages", "value", "flip_matrix"]
+
+
+def _check_rates(rho0: float, rho1: float) -> tuple[float, float]:
+    rho0, rho1 = float(rho0), float(rho1)
+    if not (0 <= rho0 < 1 and 0 <= rho1 < 1 and rho0 + rho1 < 1):
+        raise ValueError(
+            f"rho0, rho1: expected false-positive and false-negative rates with 0 <= rho < 1 and "
+            f"rho0 + rho1 < 1 (else the verifier carries no signal), got rho0={rho0}, rho1={rho1}."
+        )
+    return rho0, rho1
+
+
+def _binom_pmf(n: int, p: float) -> np.ndarray:
+    from math import comb
+
+    return np.array([comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(n + 1)])
+
+
+def flip_matrix(k: int, rho0: float, rho1: float) -> np.ndarray:
+    """T[s, t] = P(t observed passes | s true passes among k draws), shape [k+1, k+1]."""
+    rho0, rho1 = _check_rates(rho0, rho1)
+    t = np.zeros((k + 1, k + 1))
+    for s in range(k + 1):
+        t[s] = np.convolve(_binom_pmf(s, 1 - rho1), _binom_pmf(k - s, rho0))
+    return t
+
+
+def corrected_objective(objective: ObjectiveLike, rho0: float, rho1: float) -> tuple[Objective, float]:
+    """The L-statistic of observed 0/1 rewards whose expectation is the clean objective J_K.
+
+    Returns:
+      (objective with top-first weights w̃, constant h̃(0)): for any policy, E[value of w̃ on K
+      observed rewards] + h̃(0) = J_K of the true rewards.
+    """
+    obj = as_objective(objective)
+    obj.require_integral("noisy")
+    h = np.concatenate([[0.0], np.cumsum(obj.weights)])  # h[s]: s passes among K
+    h_tilde = np.linalg.solve(flip_matrix(obj.k, rho0, rho1), h)
+    name = f"{obj.name}|noise({rho0:g},{rho1:g})"
+    return Objective.from_weights(np.diff(h_tilde), name=name), float(h_tilde[0])
+
+
+def _require_binary(rewards: Any, mask: Any) -> None:
+    ops = get_ops(rewards)
+    if ops.is_traced(rewards):
+        return
+    r = np.asarray(ops.to_numpy(rewards) if ops.name != "numpy" else rewards, dtype=np.float64)
+    if mask is not None:
+        m = np.asarray(get_ops(mask).to_numpy(mask) if get_ops(mask).name != "numpy" else mask)
+        r = np.where(m.astype(bool), r, 0.0)
+    if not np.all((r == 0) | (r == 1)):
+        raise ValueError(
+            "rewards: the noise correction is for binary 0/1 verifier outcomes; got other values."
+        )
+
+
+def advantages(
+    rewards: Any,
+    objective: ObjectiveLike,
+    *,
+    rho0: float,
+    rho1: float,
+    group_ids: Any = None,
+    mask: Any = None,
+) -> Any:
+    """Noise-corrected LR advantages: (K/N)·Σ a_i ∇log p(x_i) is unbiased for ∇J_K of the *true*
+    rewards, given observed 0/1 rewards from a verifier with known rates ρ0 (false positive) and
+    ρ1 (false negative). Same layouts and return as :func:`rankgrad.advantages`.
+
+    Example:
+      >>> import numpy as np
+      >>> from rankgrad import noisy
+      >>> r = np.array([1., 0., 0., 1., 0., 0., 0., 0.])
+      >>> a = noisy.advantages(r, "mean", rho0=0.1, rho1=0.1)  # = RLOO / (1 − ρ0 − ρ1)
+      >>> bool(np.allclose(a, (r - (r.sum() - r) / 7) / 0.8))
+      True
+    """
+    _require_binary(rewards, mask)
+    obj, _ = corrected_objective(objective, rho0, rho1)
+    return _advantages(rewards, obj, group_ids=group_ids, mask=mask)
+
+
+def value(
+    rewards: Any,
+    objective: ObjectiveLike,
+    *,
+    rho0: float,
+    rho1: float,
+    group_ids: Any = None,
+    mask: Any = None,
+) -> Any:
+    """Noise-corrected batch value per group, unbiased for the clean J_K (may leave [0, 1] for a
+    small group: it is an unbiased estimate, not a probability)."""
+    _require_binary(rewards, mask)
+    obj, offset = corrected_objective(objective, rho0, rho1)
+    return _value(rewards, obj, group_ids=group_ids, mask=mask) + offset

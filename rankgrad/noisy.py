@@ -1,0 +1,5 @@
+"""Noise-corrected objectives for binary rewards from an imperfect verifier (see ``_src/noisy.py``)."""
+
+from rankgrad._src.noisy import advantages, corrected_objective, flip_matrix, value
+
+__all__ = ["advantages", "value", "corrected_objective", "flip_matrix"]

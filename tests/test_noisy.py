@@ -1,0 +1,95 @@
+"""Noise-corrected L-statistics for 0/1 rewards from a verifier with false-positive rate ρ0 and
+false-negative rate ρ1: exact expectations over every outcome of a small group (arm draws *and*
+verifier flips), against autograd gradients of the exact clean objective."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+import rankgrad
+
+CLEAN = np.array([1.0, 0.0, 0.0])  # arm 0 is correct
+LOGITS = np.array([-0.7, 0.4, 0.1])
+N = 4
+
+
+def _softmax(th):
+    e = np.exp(th - th.max())
+    return e / e.sum()
+
+
+def _outcomes(rho0, rho1):
+    """All N-tuples of (arm, observed reward) with their probabilities: [T, N] arms, obs, prob."""
+    p = _softmax(LOGITS)
+    states = [(b, o) for b in range(3) for o in (0, 1)]
+    sp = np.array([p[b] * ((1 - rho1) if CLEAN[b] else rho0) ** o
+                   * (1 - ((1 - rho1) if CLEAN[b] else rho0)) ** (1 - o) for b, o in states])
+    idx = np.array(list(itertools.product(range(len(states)), repeat=N)))
+    arms = np.array([s[0] for s in states])[idx]
+    obs = np.array([s[1] for s in states], dtype=float)[idx]
+    return arms, obs, np.prod(sp[idx], axis=1), p
+
+
+def _grad(spec, observed_rates=None):
+    th = torch.tensor(LOGITS, requires_grad=True)
+    p = torch.softmax(th, 0)
+    if observed_rates is None:
+        v = rankgrad.exact.value(torch.tensor(CLEAN), p, spec)
+    else:
+        rho0, rho1 = observed_rates
+        pt = rho0 + (1 - rho0 - rho1) * p[0]
+        atoms = torch.tensor([0.0, 1.0], dtype=torch.float64)
+        v = rankgrad.exact.value(atoms, torch.stack([1 - pt, pt]), spec)
+    (g,) = torch.autograd.grad(v, th)
+    return g.numpy()
+
+
+def _expected_lr(adv, arms, prob, p, k):
+    score = np.eye(3)[arms] - p
+    return (k / N) * (prob[:, None] * np.einsum("tn,tnm->tm", adv, score)).sum(0)
+
+
+@pytest.mark.parametrize("spec", ["max@3", "max@2", "mean", "median@3", "cvar:0.5@2"])
+@pytest.mark.parametrize("rates", [(0.1, 0.2), (0.0, 0.3), (0.25, 0.05)])
+def test_corrected_estimators_are_unbiased_for_the_clean_objective(spec, rates):
+    rho0, rho1 = rates
+    arms, obs, prob, p = _outcomes(rho0, rho1)
+    assert abs(prob.sum() - 1) < 1e-12
+    k = rankgrad.parse(spec).k
+    a = rankgrad.noisy.advantages(obs, spec, rho0=rho0, rho1=rho1)
+    np.testing.assert_allclose(_expected_lr(a, arms, prob, p, k), _grad(spec), atol=1e-12)
+    v = rankgrad.noisy.value(obs, spec, rho0=rho0, rho1=rho1)
+    clean_j = float(rankgrad.exact.value(CLEAN, p, spec))
+    np.testing.assert_allclose((prob * v).sum(), clean_j, atol=1e-12)
+    # the naive estimator (ranking observed rewards) is unbiased for the *noisy* objective instead
+    naive = rankgrad.advantages(obs, spec)
+    np.testing.assert_allclose(_expected_lr(naive, arms, prob, p, k), _grad(spec, rates), atol=1e-12)
+
+
+def test_naive_pass_at_k_is_off_by_the_predicted_factor():
+    rho0, rho1, k = 0.1, 0.2, 3
+    p = _softmax(LOGITS)[0]
+    pt = rho0 + (1 - rho0 - rho1) * p
+    factor = (1 - rho0 - rho1) * ((1 - pt) / (1 - p)) ** (k - 1)
+    np.testing.assert_allclose(_grad(f"max@{k}", (rho0, rho1)), factor * _grad(f"max@{k}"), atol=1e-12)
+    assert abs(factor - 1) > 0.1
+
+
+def test_mean_is_the_backward_correction_and_noise_free_is_identity():
+    r = np.array([[1.0, 0, 0, 1, 0, 1, 0, 0]])
+    np.testing.assert_allclose(rankgrad.noisy.advantages(r, "mean", rho0=0.2, rho1=0.1),
+                               rankgrad.advantages((r - 0.2) / 0.7, "mean"), atol=1e-12)
+    obj, offset = rankgrad.noisy.corrected_objective("max@4", 0.0, 0.0)
+    np.testing.assert_allclose(obj.weights, rankgrad.parse("max@4").weights, atol=1e-12)
+    assert offset == 0.0
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="binary 0/1"):
+        rankgrad.noisy.advantages(np.array([0.5, 1.0, 0.0]), "max@2", rho0=0.1, rho1=0.1)
+    with pytest.raises(ValueError, match="rho0 \\+ rho1 < 1"):
+        rankgrad.noisy.advantages(np.array([0.0, 1.0, 0.0]), "max@2", rho0=0.6, rho1=0.5)
