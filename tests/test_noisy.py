@@ -93,3 +93,13 @@ def test_errors():
         rankgrad.noisy.advantages(np.array([0.5, 1.0, 0.0]), "max@2", rho0=0.1, rho1=0.1)
     with pytest.raises(ValueError, match="rho0 \\+ rho1 < 1"):
         rankgrad.noisy.advantages(np.array([0.0, 1.0, 0.0]), "max@2", rho0=0.6, rho1=0.5)
+
+
+def test_through_the_main_entry_point(backend):
+    from tests.conftest import to_backend, to_numpy
+
+    r = np.array([[1.0, 0, 0, 1, 0, 1, 0, 0], [0.0, 0, 0, 1, 0, 0, 0, 0]])
+    got = to_numpy(rankgrad.advantages(to_backend(r, backend), "max@3", noise=(0.1, 0.2)))
+    np.testing.assert_allclose(got, rankgrad.noisy.advantages(r, "max@3", rho0=0.1, rho1=0.2), atol=1e-12)
+    with pytest.raises(ValueError, match="only estimator='ordergrad'"):
+        rankgrad.advantages(r, "mean", noise=(0.1, 0.1), estimator="rloo")

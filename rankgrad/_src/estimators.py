@@ -368,6 +368,7 @@ def advantages(
     mask: Any = None,
     estimator: str = "ordergrad",
     eps: float = 1e-6,
+    noise: tuple[float, float] | None = None,
 ) -> Array:
     """Per-sample advantages for the finite-K objective, batched over groups.
 
@@ -392,6 +393,9 @@ def advantages(
       mask: bool, shape of ``rewards``; False entries are excluded and get advantage 0.
       estimator: which advantage to compute (default ``"ordergrad"``).
       eps: added to the standard deviation by ``"grpo"``.
+      noise: ``(rho0, rho1)``, a verifier's false-positive and false-negative rates, for 0/1
+        rewards: the objective is replaced by its noise-corrected form (``rankgrad.noisy``), so the
+        advantages target J_K of the true labels (``estimator="ordergrad"`` only).
 
     Returns:
       Same shape, backend and float dtype as ``rewards`` (gradients never flow through it).
@@ -406,6 +410,13 @@ def advantages(
       array([[ 5., -3., -3.,  5., -3., -3.,  5., -3.]])
     """
     name = _estimator_name(estimator)
+    if noise is not None:
+        from rankgrad._src import noisy
+
+        if name != "ordergrad":
+            raise ValueError(f"noise: only estimator='ordergrad' has a noise correction, got {name!r}.")
+        rho0, rho1 = noise
+        return noisy.advantages(rewards, objective, rho0=rho0, rho1=rho1, group_ids=group_ids, mask=mask)
     g, obj = _prepare(rewards, objective, group_ids, mask, detach=True)
     obj.require_integral("advantages")
     return _ADVANTAGE_FNS[name](g, obj, eps)
