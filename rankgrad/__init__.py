@@ -8,12 +8,13 @@ Public API (groups on the last axis ``[..., N]``, or flat ``[B]`` + ``group_ids`
 * :func:`include_one`, :func:`leave_one_out`, :func:`order_statistics` — the pieces;
 * :mod:`rankgrad.exact` — the same quantities for a known discrete distribution;
 * :mod:`rankgrad.noisy` — noise-corrected objectives for 0/1 rewards from an imperfect verifier;
+* :mod:`rankgrad.sampling` — objective-aware prompt sampling;
 * :class:`Objective` and :mod:`rankgrad.objectives` — presets, strings, weight vectors.
 
 Only NumPy is imported here; torch and jax load when you pass their arrays.
 """
 
-from rankgrad import exact, noisy, objectives
+from rankgrad import exact, noisy, objectives, sampling
 from rankgrad._src.estimators import (
     ESTIMATORS,
     EstimatorInfo,
@@ -39,6 +40,7 @@ __all__ = [
     "objectives",
     "order_statistics",
     "parse",
+    "sampling",
     "value",
     "__version__",
 ]
