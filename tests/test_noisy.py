@@ -103,3 +103,20 @@ def test_through_the_main_entry_point(backend):
     np.testing.assert_allclose(got, rankgrad.noisy.advantages(r, "max@3", rho0=0.1, rho1=0.2), atol=1e-12)
     with pytest.raises(ValueError, match="only estimator='ordergrad'"):
         rankgrad.advantages(r, "mean", noise=(0.1, 0.1), estimator="rloo")
+
+
+@pytest.mark.parametrize("rho0,rho1,p", [(0.0, 0.3, 0.4), (0.05, 0.15, 0.2), (0.1, 0.4, 0.7)])
+def test_rho1_from_rechecked_negatives(rho0, rho1, p):
+    """Exact in the population limit; within 3 standard errors on a simulated sample (seed 0)."""
+    pt = rho0 + (1 - rho0 - rho1) * p
+    f = rho1 * p / (1 - pt)
+    np.testing.assert_allclose(rankgrad.noisy.estimate_rho1(pt, 10**9, round(f * 10**9), rho0=rho0),
+                               rho1, atol=1e-6)
+    rng = np.random.default_rng(0)
+    truth = rng.random(200_000) < p
+    obs = np.where(truth, rng.random(truth.size) >= rho1, rng.random(truth.size) < rho0)
+    fails = np.flatnonzero(~obs)
+    sample = rng.choice(fails, size=20_000, replace=False)
+    est = rankgrad.noisy.estimate_rho1(obs.mean(), sample.size, int(truth[sample].sum()), rho0=rho0)
+    se = np.sqrt(f * (1 - f) / sample.size) * rho1 / max(f, 1e-9)  # delta method, leading term
+    assert abs(est - rho1) <= 3 * se + 0.005

@@ -32,7 +32,7 @@ from rankgrad._src.estimators import value as _value
 from rankgrad._src.objectives import Objective, ObjectiveLike, as_objective
 from rankgrad._src.ops import get_ops
 
-__all__ = ["corrected_objective", "advantages", "value", "flip_matrix"]
+__all__ = ["corrected_objective", "advantages", "value", "flip_matrix", "estimate_rho1"]
 
 
 def _check_rates(rho0: float, rho1: float) -> tuple[float, float]:
@@ -129,3 +129,34 @@ def value(
     _require_binary(rewards, mask)
     obj, offset = corrected_objective(objective, rho0, rho1)
     return _value(rewards, obj, group_ids=group_ids, mask=mask) + offset
+
+
+def estimate_rho1(
+    observed_pass_rate: float, rechecked: int, rechecked_correct: int, *, rho0: float = 0.0
+) -> float:
+    """False-negative rate from re-checked negatives (an "appeal" with a trusted checker).
+
+    Re-check a uniform sample of ``rechecked`` outcomes that the verifier failed and find
+    ``rechecked_correct`` of them actually correct: f = P(true pass | observed fail) = ρ1·p/(1 − p̃).
+    With p̃ the observed pass rate of the same population and p = (p̃ − ρ0)/(1 − ρ0 − ρ1), solving
+    for ρ1 gives
+
+        ρ1 = f (1 − p̃)(1 − ρ0) / (p̃ − ρ0 + f (1 − p̃)).
+
+    A plug-in estimate: consistent as both samples grow, not unbiased at small counts. With ρ0 = 0 it
+    is (true passes among observed fails) / (all true passes).
+    """
+    if rechecked < 1 or not 0 <= rechecked_correct <= rechecked:
+        raise ValueError(
+            f"rechecked, rechecked_correct: expected 0 <= rechecked_correct <= rechecked and "
+            f"rechecked >= 1, got {rechecked_correct} of {rechecked}."
+        )
+    pt, rho0 = float(observed_pass_rate), float(rho0)
+    if not (0 <= rho0 < 1 and rho0 <= pt < 1):
+        raise ValueError(
+            f"observed_pass_rate: expected rho0 <= p~ < 1 (the observed rate cannot be below the "
+            f"false-positive floor), got p~={pt}, rho0={rho0}."
+        )
+    f = rechecked_correct / rechecked
+    denom = pt - rho0 + f * (1 - pt)
+    return 0.0 if denom == 0 else f * (1 - pt) * (1 - rho0) / denom
