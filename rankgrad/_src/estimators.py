@@ -291,10 +291,15 @@ def value(
     p = _rows(g, obj.low_first, "value")
     if ops.differentiable:
         p = _tie_average(g, s, p)
-    v = ops.sum(s.yc * p) + s.c[:, 0] * ops.sum(p)
+    v = _value_sorted(g, s, p)
     if g.valid is not None:
         v = ops.where(_sizes_backend(g) > 0, v, 0.0)
     return _cast(g, g.restore_groups(v))
+
+
+def _value_sorted(g: Grouped, s: _Sorted, p: Array) -> Array:
+    """V = Σ_t y_t P(t) per group, computed on centred values: Σ (y − c) P + c Σ P."""
+    return g.ops.sum(s.yc * p) + s.c[:, 0] * g.ops.sum(p)
 
 
 def _tie_average(g: Grouped, s: _Sorted, p: Array) -> Array:
@@ -485,7 +490,7 @@ def _pkpo(kind: str) -> Callable[[Grouped, Objective, float], Array]:
         elif kind == "pkpo_sloo":
             out = (k / n) * q - (k / ops.where(n > 1, n - 1, 1.0)) * _v_sorted(g, s, obj)
         else:
-            if not _is_max(obj) or k < 2:
+            if obj.extreme != "max" or k < 2:
                 raise ValueError(
                     f"objective: estimator='pkpo_sloo1' is defined for max@K with K >= 2 (its "
                     f"baseline is the max@(K−1) value), got {obj.name!r}."
@@ -505,13 +510,8 @@ def _n_col(g: Grouped) -> Array:
     return g.ops.where(n > 0, n, 1.0)
 
 
-def _is_max(obj: Objective) -> bool:
-    w = obj.weights
-    return w is not None and w[0] == 1.0 and not np.any(w[1:])
-
-
 def _chen(g: Grouped, obj: Objective, eps: float) -> Array:
-    if not _is_max(obj):
+    if obj.extreme != "max":
         raise ValueError(
             f"objective: estimator='chen_passk' is the analytic pass@K advantage for 0/1 rewards; "
             f"it needs max@K, got {obj.name!r}."
@@ -529,7 +529,7 @@ def _chen(g: Grouped, obj: Objective, eps: float) -> Array:
     s = _sort_centre(g)
     q = _q_sorted(g, s, obj)
     p = _rows(g, obj.low_first, "value")
-    v = (ops.sum(s.yc * p) + s.c[:, 0] * ops.sum(p))[:, None]
+    v = _value_sorted(g, s, p)[:, None]
     var = v * (1 - v)
     sigma = ops.where(var > 0, var, 1.0) ** 0.5
     out = ops.where(var > 0, (q - v) / sigma, 0.0)

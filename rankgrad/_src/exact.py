@@ -85,9 +85,8 @@ def _bernstein(ops: Ops, coeffs: np.ndarray, f: Array) -> Array:
 
 def _polys(obj: Objective) -> tuple[Callable, Callable, Callable]:
     """(G, H0, H1) as functions of F for the objective (see the module docstring)."""
-    w = obj.weights
     k = obj.k
-    kind = obj.kind if w is None else _extreme_kind(w)
+    kind = obj.extreme
     if kind == "max":
         return (lambda ops, f: f**k, lambda ops, f: f * 0, lambda ops, f: f ** (k - 1))
     if kind == "min":
@@ -102,14 +101,6 @@ def _polys(obj: Objective) -> tuple[Callable, Callable, Callable]:
         lambda ops, f: _bernstein(ops, acum[:-1], f),
         lambda ops, f: _bernstein(ops, acum[1:], f),
     )
-
-
-def _extreme_kind(w: np.ndarray) -> str | None:
-    if w[0] == 1.0 and not np.any(w[1:]):
-        return "max"
-    if w[-1] == 1.0 and not np.any(w[:-1]):
-        return "min"
-    return None
 
 
 def _sorted_arms(ops: Ops, r: Array, p: Array) -> tuple[Array, Array, Array, Array, Array]:

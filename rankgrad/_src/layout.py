@@ -43,15 +43,6 @@ class Grouped:
     restore: Callable[[Array], Array]  # [G, W] → caller's sample shape
     restore_groups: Callable[[Array], Array]  # [G] → caller's group shape
 
-    @property
-    def num_groups(self) -> int:
-        return int(self.values.shape[0])
-
-    @property
-    def uniform(self) -> bool:
-        """Every group has the full width W (dense input, or a mask with no False)."""
-        return self.valid is None
-
 
 def _as_bool_mask(ops: Ops, mask: Array, shape: tuple, arg: str = "mask") -> Array:
     if ops.name == "numpy":

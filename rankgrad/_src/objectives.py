@@ -123,6 +123,19 @@ class Objective:
         return self.weights[::-1]
 
     @property
+    def extreme(self) -> str | None:
+        """``"max"`` for max@K (weights = top rank only), ``"min"`` for min@K, else None; also for
+        fractional K."""
+        w = self.weights
+        if w is None:
+            return self.kind
+        if w[0] == 1.0 and not np.any(w[1:]):
+            return "max"
+        if w[-1] == 1.0 and not np.any(w[:-1]):
+            return "min"
+        return None
+
+    @property
     def total_weight(self) -> float:
         """Σ_j w_j: the value shifts by c·Σw when every reward shifts by c."""
         if self.weights is None:
