@@ -1,0 +1,13 @@
+"""Root conftest: skip doctest collection of framework adapters whose framework is not installed.
+
+The main test venv has neither trl nor verl (they pin different transformers versions); their
+adapters are tested in their own venvs (``make test-trl``, ``make test-verl``).
+"""
+
+import importlib.util
+
+collect_ignore = [
+    path
+    for module, path in [("trl", "rankgrad/integrations/trl.py"), ("verl", "rankgrad/integrations/verl.py")]
+    if importlib.util.find_spec(module) is None
+]

@@ -1,0 +1,122 @@
+"""Framework-free helpers: flat scores + uids → advantages → token advantages.
+
+Reference: brute-force enumeration per group (tests/brute.py), computed on each uid's valid rollouts
+sliced out by hand — no rankgrad code on the expected side.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rankgrad
+from rankgrad.integrations import group_advantages, token_advantages
+
+from . import brute
+from .conftest import to_backend, to_numpy
+
+
+def _expected(scores: np.ndarray, labels: np.ndarray, w: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(scores)
+    for lab in np.unique(labels):
+        idx = np.flatnonzero((labels == lab) & valid)
+        if idx.size >= len(w) + 1:
+            y = scores[idx]
+            out[idx] = brute.include_one(y, w) - brute.leave_one_out(y, w)
+    return out
+
+
+@pytest.mark.parametrize("objective", ["max@3", "cvar:0.5@4", "median@3", "mean"])
+def test_matches_brute_force_on_shuffled_ragged_groups(backend: str, objective: str) -> None:
+    rng = np.random.default_rng(0)
+    sizes = {"p0": 5, "p1": 7, "p2": 6, "p3": 9}
+    labels = np.array([lab for lab, n in sizes.items() for _ in range(n)], dtype=object)
+    perm = rng.permutation(labels.size)
+    labels = labels[perm]
+    scores = np.round(rng.normal(size=labels.size), 1)  # rounding makes ties
+    w = rankgrad.parse(objective).weights
+    got = group_advantages(to_backend(scores, backend), labels, objective)
+    np.testing.assert_allclose(to_numpy(got), _expected(scores, labels, w, np.ones(labels.size, bool)),
+                               atol=1e-12)
+
+
+def test_torch_uids_and_float32() -> None:
+    import torch
+
+    scores = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0], dtype=torch.float32)
+    uids = torch.tensor([3, 3, 3, 3, 8, 8, 8, 8])
+    got = group_advantages(scores, uids, "max@2")
+    assert got.dtype == torch.float32
+    want = _expected(scores.double().numpy(), uids.numpy(), np.array([1.0, 0.0]), np.ones(8, bool))
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-6)
+
+
+def test_unscorable_zero_drops_nan_from_its_group(backend: str) -> None:
+    scores = np.array([1.0, np.nan, 0.0, 0.0, 0.5, 1.0, np.nan, 0.25, 0.0])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1])
+    got = to_numpy(group_advantages(to_backend(scores, backend), labels, "max@2", unscorable="zero"))
+    valid = np.isfinite(scores)
+    want = _expected(np.nan_to_num(scores), labels, np.array([1.0, 0.0]), valid)
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    assert np.all(np.isfinite(got)) and got[1] == 0 and got[6] == 0
+
+
+def test_unscorable_error_names_positions_and_option() -> None:
+    scores = np.array([1.0, np.nan, 0.0, 0.0])
+    with pytest.raises(ValueError, match=r"positions \[1\].*unscorable='zero'"):
+        group_advantages(scores, [0, 0, 0, 0], "max@2")
+
+
+def test_small_groups() -> None:
+    scores = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0])
+    labels = np.array(["big"] * 4 + ["tiny"] * 3)
+    with pytest.raises(ValueError, match=r"'tiny' has 3 valid.*at least 4.*small_groups='zero'"):
+        group_advantages(scores, labels, "max@3")
+    got = group_advantages(scores, labels, "max@3", small_groups="zero")
+    want = _expected(scores, labels, np.array([1.0, 0.0, 0.0]), np.ones(7, bool))
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    assert np.all(got[4:] == 0)
+    # NaN removal can make a group too small: both options compose.
+    scores[1] = np.nan
+    got = group_advantages(scores, labels, "max@3", unscorable="zero", small_groups="zero")
+    assert np.all(got == 0)
+
+
+def test_std_normalize_matches_grpo_for_the_mean() -> None:
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=12)
+    labels = np.repeat([0, 1, 2], 4)
+    # RLOO advantage = N/(N−1)·(r − mean); GRPO = (r − mean)/(std + eps): the normalised RLOO is their
+    # ratio N/(N−1) times GRPO.
+    got = group_advantages(scores, labels, "mean", std_normalize=True, eps=1e-6)
+    grpo = rankgrad.advantages(scores.reshape(3, 4), "mean", estimator="grpo", eps=1e-6).reshape(-1)
+    g = scores.reshape(3, 4)
+    manual = ((g - g.mean(1, keepdims=True)) / (g.std(1, ddof=1, keepdims=True) + 1e-6)).reshape(-1)
+    np.testing.assert_allclose(got, 4 / 3 * manual, rtol=1e-10)
+    np.testing.assert_allclose(grpo, manual, rtol=1e-10)
+
+
+def test_mask_excludes_rollouts() -> None:
+    scores = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 1.0])
+    labels = np.zeros(6, int)
+    mask = np.array([1, 1, 1, 1, 0, 1], bool)
+    got = group_advantages(scores, labels, "max@2", mask=mask)
+    np.testing.assert_allclose(got, _expected(scores, labels, np.array([1.0, 0.0]), mask), atol=1e-12)
+
+
+def test_shape_errors() -> None:
+    with pytest.raises(ValueError, match="uids: expected one label per score"):
+        group_advantages(np.zeros(4), [0, 0, 0], "max@2")
+    with pytest.raises(ValueError, match=r"scores: expected flat \[B\]"):
+        group_advantages(np.zeros((2, 4)), [0, 0], "max@2")
+    with pytest.raises(ValueError, match="unscorable: expected"):
+        group_advantages(np.zeros(4), [0] * 4, "max@2", unscorable="drop")
+
+
+def test_token_advantages(backend: str) -> None:
+    adv = to_backend(np.array([0.5, -0.25, 0.0]), backend)
+    mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
+    got = to_numpy(token_advantages(adv, to_backend(mask, backend)))
+    np.testing.assert_array_equal(got, np.array([0.5, -0.25, 0.0])[:, None] * mask)
+    with pytest.raises(ValueError, match="response_mask: expected shape"):
+        token_advantages(adv, to_backend(mask[:2], backend))
