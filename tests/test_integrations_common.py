@@ -120,3 +120,17 @@ def test_token_advantages(backend: str) -> None:
     np.testing.assert_array_equal(got, np.array([0.5, -0.25, 0.0])[:, None] * mask)
     with pytest.raises(ValueError, match="response_mask: expected shape"):
         token_advantages(adv, to_backend(mask[:2], backend))
+
+
+def test_loss_scale_gives_the_unbiased_batch_gradient_weights() -> None:
+    # Groups of sizes 5 and 8 with max@3: each group's advantages times K/N_g.
+    rng = np.random.default_rng(2)
+    scores = rng.normal(size=13)
+    labels = np.array([0] * 5 + [1] * 8)
+    got = group_advantages(scores, labels, "max@3", loss_scale=True)
+    raw = _expected(scores, labels, np.array([1.0, 0.0, 0.0]), np.ones(13, bool))
+    np.testing.assert_allclose(got, raw * np.where(labels == 0, 3 / 5, 3 / 8), atol=1e-12)
+    got = group_advantages(scores, labels, "mean", estimator="dr_grpo", loss_scale=True)
+    np.testing.assert_allclose(got[:5], (scores[:5] - scores[:5].mean()) / 4, atol=1e-12)
+    with pytest.raises(ValueError, match="loss_scale: estimator 'grpo' is biased"):
+        group_advantages(scores, labels, "mean", estimator="grpo", loss_scale=True)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from rankgrad._src import ops as ops_lib
+from rankgrad._src.estimators import ESTIMATORS, _estimator_name
 from rankgrad._src.estimators import advantages as _advantages
 from rankgrad._src.objectives import Objective, parse
 
@@ -49,6 +50,7 @@ def group_advantages(
     unscorable: Literal["error", "zero"] = "error",
     small_groups: Literal["error", "zero"] = "error",
     std_normalize: bool = False,
+    loss_scale: bool = False,
     eps: float = 1e-6,
     noise: tuple[float, float] | None = None,
     mask: Any = None,
@@ -71,6 +73,10 @@ def group_advantages(
       std_normalize: divide each group's advantages by its reward standard deviation (ddof=1) + ``eps``,
         as GRPO does. Off by default: it re-weights prompts by 1/std, so the gradient is no longer an
         unbiased estimate of ∇J_K (it is a different, data-dependent objective).
+      loss_scale: multiply each group's advantages by its estimator's gradient scale c(N_g, K)
+        (K/N_g for ``"ordergrad"``; see ``rankgrad.ESTIMATORS``), so that Σ_i a_i ∇log p(y_i) summed
+        over the *whole batch* is the unbiased gradient of Σ_prompts J_K even when group sizes differ.
+        Without it a larger group weighs more. Errors for estimators with no such scale (biased ones).
       eps: the std offset (and GRPO's, for ``estimator="grpo"``).
       noise: ``(rho0, rho1)`` verifier flip rates for 0/1 scores (see :mod:`rankgrad.noisy`).
       mask: optional ``[B]`` bool, False = not part of any group (advantage 0).
@@ -154,8 +160,20 @@ def group_advantages(
         eps=eps,
         noise=noise,
     )
+    factor = np.ones(b)
+    if loss_scale:
+        info = ESTIMATORS[_estimator_name(estimator)]
+        if info.gradient_scale is None:
+            raise ValueError(
+                f"loss_scale: estimator {info.name!r} is biased and has no gradient scale; pass "
+                "loss_scale=False, or an unbiased estimator such as 'ordergrad'."
+            )
+        sizes = counts[inverse]
+        factor *= np.where(valid, [info.gradient_scale(int(n), obj.k) if n else 0.0 for n in sizes], 0.0)
     if std_normalize:
-        adv = adv * ops.asarray(1.0 / (_group_std(host, inverse, valid) + eps), adv)
+        factor /= _group_std(host, inverse, valid) + eps
+    if loss_scale or std_normalize:
+        adv = adv * ops.convert(factor, adv)
     return adv
 
 
