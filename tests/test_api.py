@@ -26,7 +26,10 @@ def test_import_needs_numpy_only():
         "import sys, numpy as np, rankgrad\n"
         "a = rankgrad.advantages(np.arange(6.0), 'max@2')\n"
         "v = rankgrad.exact.value([0., 1.], [.5, .5], 'max@2')\n"
-        "print(sorted(m for m in ('torch', 'jax', 'scipy') if m in sys.modules))"
+        "import rankgrad.integrations, rankgrad.cli\n"
+        "a = rankgrad.integrations.group_advantages(np.arange(6.0), [0, 0, 0, 1, 1, 1], 'max@2')\n"
+        "heavy = ('torch', 'jax', 'scipy', 'trl', 'verl', 'transformers', 'matplotlib', 'pyarrow')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
