@@ -39,7 +39,7 @@ test-trl: .venv-trl/.ok
 	.venv-trl/bin/python -m pytest -q tests/integrations/test_trl.py
 
 test-verl: .venv-verl/.ok
-	.venv-verl/bin/python -m pytest -q tests/integrations/test_verl.py
+	.venv-verl/bin/python -m pytest -q tests/integrations/test_verl.py rankgrad/integrations/verl.py
 
 test-core: $(VENV)/.test
 	$(VENV)/bin/ruff check .
