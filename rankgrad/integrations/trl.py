@@ -1,0 +1,325 @@
+"""TRL adapter: :class:`RankGradGRPOTrainer`, TRL's ``GRPOTrainer`` with rankgrad advantages.
+
+TRL computes GRPO's advantage (r_i − mean_g)/(std_g + 1e-4) inline in the private method
+``GRPOTrainer._generate_and_score_completions`` and offers no hook for another one. This subclass
+keeps everything TRL does (generation, reward functions, gathering across processes, importance
+sampling, the loss, logging) and replaces only ``output["advantages"]``:
+
+1. it overrides ``_calculate_rewards``, calls TRL's version and keeps its return value: the
+   ``[B, F]`` per-reward-function rewards *already gathered across processes* (B = all processes'
+   rollouts of this generation batch, F = number of reward functions; NaN where a function returned
+   ``None``);
+2. it overrides ``_generate_and_score_completions``: calls TRL's version, then aggregates those
+   rewards exactly as TRL does (``nansum`` of ``rewards_per_func · reward_weights`` over functions; NaN
+   where every function returned ``None``: an *unscorable* rollout), groups them as TRL does
+   (contiguous blocks of ``num_generations`` rollouts, ``num_generations_eval`` in evaluation),
+   computes :func:`rankgrad.integrations.group_advantages` over all B rollouts, takes this process's
+   share with TRL's slice ``[process_index · b, (process_index + 1) · b)`` (b = local rollouts) and
+   writes it into ``output["advantages"]``.
+
+Capturing the return value of ``_calculate_rewards`` is the least fragile hook available: it is the
+one place the gathered rewards exist as a value (the weighted ``rewards`` are a local variable), it is
+called exactly once per generation batch, and its contract ("returns the gathered ``[B, F]`` rewards")
+is what TRL's own grouping relies on. The adapter checks that contract at runtime (the method was
+called, B is num_processes × local rollouts and a multiple of the group size, the output holds a
+``[b]`` ``"advantages"`` tensor) and raises a ``RuntimeError`` naming what changed otherwise.
+
+The maths (none of it lives here): per group of N rollouts of one prompt, rankgrad's default
+``ordergrad`` advantage is a_i = q_i − v_i (include-one minus leave-one-out U-statistic of the
+objective), and (K/N)·Σ_i a_i ∇log π(y_i) is an unbiased estimate of ∇J_K, e.g. ∇pass@K for 0/1
+rewards and ``objective="max@K"``. On-policy (``num_iterations=1``, ratio 1) TRL's loss turns that
+into: ``loss_type="dr_grpo"`` (token sum / (b · max_completion_length), a constant) — exactly
+constant × Σ_i a_i ∇log π(y_i), the recommended setting; ``"dapo"`` (TRL's default) and ``"bnpo"`` —
+the same sum divided by the batch's token count, a data-dependent scale shared by all rollouts;
+``"grpo"`` — each rollout divided by its own length, a 1/|y_i| reweighting that is no longer unbiased
+for ∇J_K. TRL's ``scale_rewards`` is ignored (its advantages are replaced); ``std_normalize=True`` is
+the explicit, biased GRPO-style scaling.
+
+Example (see ``examples/trl_passk.py``)::
+
+    from rankgrad.integrations.trl import RankGradGRPOTrainer
+
+    trainer = RankGradGRPOTrainer(            # was: GRPOTrainer(
+        model=model, reward_funcs=passes, args=GRPOConfig(num_generations=8, loss_type="dr_grpo", ...),
+        train_dataset=dataset, processing_class=tokenizer,
+        objective="max@4",                    # pass@4 for 0/1 rewards; any rankgrad objective
+    )
+    trainer.train()
+
+References: OrderGrad (arXiv 2606.06096), MaxPO (arXiv 2606.06080), GRPO (arXiv 2402.03300),
+Dr. GRPO (arXiv 2503.20783).
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import Any, Literal
+
+import numpy as np
+
+try:
+    import torch
+    import trl
+    from packaging.version import Version
+    from trl import GRPOTrainer
+except ImportError as err:  # pragma: no cover - exercised in the main venv, which has no trl
+    raise ImportError(
+        "rankgrad.integrations.trl needs TRL (trl>=1.16) and PyTorch: pip install 'rankgrad[trl]'"
+        f" (import failed with: {err})."
+    ) from err
+
+import rankgrad
+from rankgrad.integrations import group_advantages
+
+__all__ = ["RankGradGRPOTrainer", "MIN_TRL_VERSION"]
+
+MIN_TRL_VERSION = "1.16"
+
+# What the adapter relies on in TRL's GRPOTrainer (checked at construction).
+_METHODS = ("_generate_and_score_completions", "_calculate_rewards")
+_ATTRIBUTES = ("num_generations", "num_generations_eval", "reward_weights", "multi_objective_aggregation",
+               "_metrics", "accelerator")
+
+
+def _check_trl_contract() -> None:
+    """Raise ``RuntimeError`` if the installed TRL is older than 1.16 or lacks the private methods the
+    adapter overrides (``GRPOTrainer._generate_and_score_completions`` and ``._calculate_rewards``)."""
+    found = getattr(trl, "__version__", "unknown")
+    if Version(str(found)).release < Version(MIN_TRL_VERSION).release:
+        raise RuntimeError(
+            f"RankGradGRPOTrainer needs trl>={MIN_TRL_VERSION}, found trl {found}: "
+            "pip install -U 'rankgrad[trl]'."
+        )
+    for name in _METHODS:
+        if not callable(getattr(GRPOTrainer, name, None)):
+            raise RuntimeError(
+                f"trl {found}: GRPOTrainer.{name} no longer exists. RankGradGRPOTrainer replaces the "
+                "advantages by overriding GRPOTrainer._calculate_rewards (returns the rewards gathered "
+                "across processes) and GRPOTrainer._generate_and_score_completions (returns the batch dict "
+                f"with 'advantages'); pin trl to a version that has both (tested with trl {MIN_TRL_VERSION}) "
+                "or update the adapter."
+            )
+
+
+def _check_group_size(k: int, n: int | None, what: str) -> None:
+    """K <= N − 1 for the training group size (a smaller group has no leave-one-out baseline)."""
+    if n is not None and n < k + 1:
+        raise ValueError(
+            f"objective needs K <= {what} - 1: K={k} but {what}={n}. Sample at least K + 1 = {k + 1} "
+            f"completions per prompt ({what}={k + 1} or more) or use a smaller K."
+        )
+
+
+class RankGradGRPOTrainer(GRPOTrainer):
+    """``trl.GRPOTrainer`` whose advantages are rankgrad's L-statistic advantages.
+
+    Everything but ``output["advantages"]`` is TRL's. Per generation batch, with r the ``[B]`` rewards
+    gathered across processes (``nansum`` over reward functions of ``reward_weights`` × reward, NaN if
+    every function returned ``None``) and groups the contiguous blocks of N = ``num_generations``
+    rollouts (``num_generations_eval`` in evaluation):
+
+        a = group_advantages(r, arange(B) // N, objective, estimator=..., ...)      # [B]
+
+    e.g. ``ordergrad``: a_i = q_i − v_i, so (K/N)·Σ_i a_i ∇log π(y_i) is unbiased for ∇J_K; then this
+    process keeps ``a[process_index · b : (process_index + 1) · b]`` (b local rollouts), exactly TRL's
+    slice. See the module docstring for why the rewards are captured from ``_calculate_rewards``.
+
+    Args:
+      *trainer_args, **trainer_kwargs: passed to ``trl.GRPOTrainer`` unchanged (``model``,
+        ``reward_funcs``, ``args``, ``train_dataset``, ``processing_class``, ...).
+      objective: preset string (``"max@4"``, ``"pass@8"``, ``"cvar:0.25@8"``...) or
+        :class:`rankgrad.Objective`; needs K <= ``args.num_generations`` − 1.
+      estimator: any ``rankgrad.ESTIMATORS`` name (default ``"ordergrad"``).
+      std_normalize: divide each group's advantages by its reward std (ddof=1) + ``eps`` like GRPO.
+        Off by default: it makes the gradient a biased estimate of ∇J_K.
+      unscorable: ``"error"`` (default) raises if a rollout's reward is NaN (every reward function
+        returned ``None``) or inf; ``"zero"`` drops it from its group (N shrinks) with advantage 0, which is
+        what TRL does for its own advantages.
+      small_groups: ``"error"`` (default) raises when a training group has fewer than K + 1 valid
+        rollouts (only possible with ``unscorable="zero"``); ``"zero"`` gives such groups advantage 0.
+        Evaluation groups smaller than K + 1 (``num_generations_eval`` <= K) always get 0, with a warning
+        at construction: the eval loss then carries no policy-gradient term.
+      eps: the std offset for ``std_normalize`` and for ``estimator="grpo"`` (TRL's is 1e-4).
+      noise: ``(rho0, rho1)`` verifier false-positive/false-negative rates for 0/1 rewards
+        (:mod:`rankgrad.noisy`).
+
+    Attributes:
+      rankgrad_objective: the parsed :class:`rankgrad.Objective` (``objective`` is taken by HF Trainer's
+        hyperparameter search).
+      last_advantages: ``[B]`` float32 advantages of the last generation batch, all processes (what the
+        loss uses, before TRL shuffles and splits the batch), or None before the first batch.
+      last_rewards: ``[B]`` the rewards they were computed from (NaN = unscorable).
+
+    Logged into TRL's metrics (``self._metrics[mode]``, averaged per logging step):
+      ``rankgrad/advantage_mean_abs``, ``rankgrad/advantage_max_abs``, ``rankgrad/frac_zero_advantage``
+      (rollouts with a = 0: constant groups, unscorable, skipped groups) and ``rankgrad/objective``
+      (mean over groups of the U-statistic estimate of J_K, e.g. pass@K; groups with >= K valid
+      rollouts). The completions table's ``advantage`` column shows these advantages, not TRL's.
+
+    Raises:
+      ValueError: unknown objective/estimator, K >= ``num_generations``,
+        ``multi_objective_aggregation="normalize_then_sum"``; at run time NaN rewards with
+        ``unscorable="error"`` or small groups with ``small_groups="error"``.
+      RuntimeError: trl < 1.16, or the private TRL methods/attributes the adapter uses have changed.
+    """
+
+    def __init__(
+        self,
+        *trainer_args: Any,
+        objective: str | rankgrad.Objective,
+        estimator: str = "ordergrad",
+        std_normalize: bool = False,
+        unscorable: Literal["error", "zero"] = "error",
+        small_groups: Literal["error", "zero"] = "error",
+        eps: float = 1e-6,
+        noise: tuple[float, float] | None = None,
+        **trainer_kwargs: Any,
+    ) -> None:
+        _check_trl_contract()
+        obj = objective if isinstance(objective, rankgrad.Objective) else rankgrad.parse(objective)
+        if not obj.is_integral:
+            raise ValueError(f"objective: advantages need an integer K, got {obj!r}.")
+        self.rankgrad_objective = obj
+        self._rankgrad_options = dict(
+            estimator=estimator, std_normalize=std_normalize, unscorable=unscorable,
+            small_groups=small_groups, eps=eps, noise=noise,
+        )
+        # Fail on bad names or estimator/objective pairs before TRL loads a model: one tiny group.
+        probe = np.zeros(obj.k + 1)
+        group_advantages(probe, np.zeros(obj.k + 1, dtype=np.int64), obj, **self._rankgrad_options)
+
+        config = _bound_config(trainer_args, trainer_kwargs)
+        if config is not None:
+            _check_group_size(obj.k, getattr(config, "num_generations", None), "num_generations")
+        self.last_advantages: torch.Tensor | None = None
+        self.last_rewards: torch.Tensor | None = None
+        self._rankgrad_rewards_per_func: torch.Tensor | None = None
+
+        super().__init__(*trainer_args, **trainer_kwargs)
+
+        missing = [name for name in _ATTRIBUTES if not hasattr(self, name)]
+        if missing:
+            raise RuntimeError(
+                f"trl {trl.__version__}: GRPOTrainer no longer sets {', '.join(missing)}, which "
+                "RankGradGRPOTrainer reads to group and weight the rewards; pin trl or update the adapter."
+            )
+        _check_group_size(obj.k, self.num_generations, "num_generations")
+        if self.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(
+                f"multi_objective_aggregation={self.multi_objective_aggregation!r}: RankGradGRPOTrainer "
+                "ranks the weighted sum of the raw rewards (TRL's 'sum_then_normalize' aggregation); "
+                "per-function group normalisation would change the objective. Use "
+                "multi_objective_aggregation='sum_then_normalize' (the default)."
+            )
+        if self.num_generations_eval < obj.k + 1:
+            warnings.warn(
+                f"num_generations_eval={self.num_generations_eval} < K + 1 = {obj.k + 1} for {obj.name!r}: "
+                "evaluation advantages will be 0 (eval rewards are still logged by TRL).",
+                stacklevel=2,
+            )
+
+    # ------------------------------------------------------------------ hooks into TRL
+    def _calculate_rewards(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """TRL's rewards, kept: ``[B, F]`` gathered across processes (NaN where a function gave None)."""
+        rewards_per_func = super()._calculate_rewards(*args, **kwargs)
+        self._rankgrad_rewards_per_func = rewards_per_func
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """TRL's batch dict with ``"advantages"`` ``[b]`` replaced by rankgrad's (this process's share)."""
+        self._rankgrad_rewards_per_func = None
+        output = super()._generate_and_score_completions(inputs)
+        rewards_per_func, self._rankgrad_rewards_per_func = self._rankgrad_rewards_per_func, None
+        if rewards_per_func is None:
+            raise RuntimeError(
+                f"trl {trl.__version__}: GRPOTrainer._generate_and_score_completions did not call "
+                "_calculate_rewards, so RankGradGRPOTrainer cannot see the gathered rewards; pin trl "
+                f"(tested with {MIN_TRL_VERSION}) or update the adapter."
+            )
+        if not isinstance(output, dict) or "advantages" not in output:
+            raise RuntimeError(
+                f"trl {trl.__version__}: GRPOTrainer._generate_and_score_completions no longer returns a "
+                "dict with an 'advantages' entry; RankGradGRPOTrainer cannot replace the advantages."
+            )
+        trl_adv = output["advantages"]
+        if not isinstance(trl_adv, torch.Tensor) or trl_adv.dim() != 1:
+            raise RuntimeError(
+                f"trl {trl.__version__}: expected output['advantages'] to be a [b] tensor (one per local "
+                f"rollout), got {type(trl_adv).__name__} of shape {tuple(getattr(trl_adv, 'shape', ()))}."
+            )
+
+        mode = "train" if self.model.training else "eval"  # TRL's own rule
+        n = self.num_generations if mode == "train" else self.num_generations_eval
+        local = trl_adv.shape[0]
+        world = self.accelerator.num_processes
+        total = rewards_per_func.shape[0]
+        if rewards_per_func.dim() != 2 or total != local * world or total % n != 0:
+            raise RuntimeError(
+                f"trl {trl.__version__}: _calculate_rewards returned shape {tuple(rewards_per_func.shape)}; "
+                f"expected [num_processes * local rollouts = {world} * {local}, num reward functions] in "
+                f"whole groups of {n}. RankGradGRPOTrainer relies on TRL gathering rewards in process order."
+            )
+
+        rewards = self._rankgrad_rewards(rewards_per_func)
+        adv = self._rankgrad_advantages(rewards, n)
+        start = self.accelerator.process_index * local
+        output["advantages"] = adv[start : start + local].to(device=trl_adv.device, dtype=trl_adv.dtype)
+        self.last_rewards, self.last_advantages = rewards.detach(), adv.detach()
+        self._rankgrad_log(mode, rewards, adv, n)
+        return output
+
+    # ------------------------------------------------------------------ pieces
+    def _rankgrad_rewards(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
+        """``[B, F]`` → ``[B]``: TRL's aggregation, Σ_f w_f · r_f ignoring NaN; NaN if every r_f is NaN."""
+        weights = self.reward_weights.to(device=rewards_per_func.device, dtype=rewards_per_func.dtype)
+        rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)
+        return torch.where(torch.isnan(rewards_per_func).all(dim=1), torch.nan, rewards)
+
+    def _rankgrad_advantages(self, rewards: torch.Tensor, n: int) -> torch.Tensor:
+        """``[B]`` advantages for contiguous groups of ``n`` rollouts (all processes)."""
+        options = dict(self._rankgrad_options)
+        if n < self.rankgrad_objective.k + 1:  # small num_generations_eval (warned in __init__)
+            options["small_groups"] = "zero"
+        uids = np.arange(rewards.shape[0]) // n
+        return group_advantages(rewards, uids, self.rankgrad_objective, **options)
+
+    def _rankgrad_log(self, mode: str, rewards: torch.Tensor, adv: torch.Tensor, n: int) -> None:
+        """Metrics of the advantages actually used; the completions table gets them too."""
+        metrics = self._metrics[mode]
+        a = adv.detach().float()
+        metrics["rankgrad/advantage_mean_abs"].append(a.abs().mean().item())
+        metrics["rankgrad/advantage_max_abs"].append(a.abs().max().item())
+        metrics["rankgrad/frac_zero_advantage"].append((a == 0).float().mean().item())
+        value = self._rankgrad_objective_value(rewards.view(-1, n))
+        if value is not None:
+            metrics["rankgrad/objective"].append(value)
+        logs = getattr(self, "_logs", None)  # TRL appended its own advantages for the completions table
+        column = logs.get("advantages") if isinstance(logs, dict) else None
+        if column is not None and hasattr(column, "pop"):
+            for _ in range(min(len(column), a.numel())):
+                column.pop()
+            column.extend(a.tolist())
+
+    def _rankgrad_objective_value(self, grouped: torch.Tensor) -> float | None:
+        """Mean over groups with >= K valid rewards of the U-statistic of J_K (``rankgrad.value``)."""
+        valid = torch.isfinite(grouped)
+        keep = valid.sum(dim=1) >= self.rankgrad_objective.k
+        if not bool(keep.any()):
+            return None
+        r, m = torch.where(valid, grouped, 0.0)[keep], valid[keep]
+        noise = self._rankgrad_options["noise"]
+        if noise is not None:
+            v = rankgrad.noisy.value(r, self.rankgrad_objective, rho0=noise[0], rho1=noise[1], mask=m)
+        else:
+            v = rankgrad.value(r, self.rankgrad_objective, mask=m)
+        return v.float().mean().item()
+
+
+def _bound_config(args: tuple, kwargs: dict) -> Any:
+    """The ``args`` (GRPOConfig) argument of a GRPOTrainer call, positional or keyword, if given."""
+    try:
+        bound = inspect.signature(GRPOTrainer.__init__).bind_partial(None, *args, **kwargs)
+    except TypeError:
+        return None  # let GRPOTrainer report the bad call
+    return bound.arguments.get("args")
