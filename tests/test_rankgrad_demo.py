@@ -1,0 +1,42 @@
+"""`rankgrad demo` wiring: both reduced experiments run, their tables print, files are written.
+
+The headlines themselves (the diagonal wins) are asserted by each experiment's own quick-mode test
+(tests/test_experiment_risk.py, tests/test_experiment_bestofk.py); here the settings are tiny so that
+only the plumbing is exercised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from rankgrad.cli import main as cli_main
+from rankgrad.experiments import bestofk, demo, risk
+
+
+def test_demo_runs_both_experiments_and_writes_files(tmp_path) -> None:
+    risk_config = dataclasses.replace(
+        risk.Config.quick(), updates=60, eval_episodes=400, curve_points=3, curve_episodes=100
+    )
+    lm_config = dataclasses.replace(
+        bestofk.Config.quick(), rl_steps=2, warm_max_steps=30, n_val=32, n_test=32, eval_every=1,
+        curve_problems=8, prompts_per_step=4,
+    )
+    lines: list[str] = []
+    summary = demo.run_demo(tmp_path, risk_config, lm_config, progress=False, echo=lines.append)
+    text = "\n".join(lines)
+    assert "trained for" in text and "*" in text and "CVaR_25" in text and "pass@4" in text
+    for name in ("risk.png", "risk.json", "bestofk.png", "bestofk.json", "demo.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    saved = json.loads((tmp_path / "demo.json").read_text())
+    assert set(saved["risk"]["table"]) == {"mean", "cvar:0.25@4", "Tamar CVaR_0.25"}
+    assert {"(warm start)", "grpo", "rloo", "max@4"} <= set(saved["bestofk"]["table"])
+    assert saved["risk"]["diagonal_wins"] == summary["risk"]["diagonal_wins"]
+
+
+def test_demo_help_via_cli(capsys) -> None:
+    try:
+        cli_main(["demo", "--help"])
+    except SystemExit as e:
+        assert e.code == 0
+    assert "--quick" in capsys.readouterr().out
