@@ -1,0 +1,111 @@
+"""The best-of-K language-model experiment: task, splits, pass@k estimator, tokenizer, quick run."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("matplotlib")
+
+from rankgrad.experiments import bestofk as bk  # noqa: E402
+
+
+def test_tokenizer_round_trip():
+    for text in ["042+917=959$", "0+0=0$", "999+999=1998$", "+=$0123456789"]:
+        assert bk.decode(bk.encode(text), stop_at_eos=False) == text
+    assert bk.decode(bk.encode("12+3=15$777")) == "12+3=15"
+    assert len(bk.VOCAB) == 13
+    with pytest.raises(ValueError, match="vocabulary"):
+        bk.encode("1-2")
+
+
+def test_prompt_and_answer_tokens_match_the_strings():
+    probs = np.array([[42, 917], [0, 0], [999, 999], [500, 500], [7, 3]])
+    prompts = bk.prompt_tokens(probs, 3)
+    answers = bk.answer_tokens(probs, 3)
+    assert prompts.shape == (5, 8) and answers.shape == (5, 5)
+    for (a, b), p, ans in zip(probs, prompts, answers, strict=True):
+        assert bk.decode(p) == bk.prompt_text(a, b, 3)
+        assert bk.decode(ans, stop_at_eos=False).startswith(bk.answer_text(a, b))
+        assert bk.verify(a, b, bk.decode(ans, stop_at_eos=False))
+
+
+def test_verifier_is_exact_match():
+    assert bk.verify(42, 917, "959$")
+    assert bk.verify(42, 917, "959$12")  # anything after the end token is ignored
+    assert not bk.verify(42, 917, "959")  # no end token: not an answer
+    assert not bk.verify(42, 917, "0959$")
+    assert not bk.verify(42, 917, "958$")
+    assert not bk.verify(42, 917, "9590$")
+    assert bk.verify(0, 0, "0$")
+
+
+def test_splits_are_disjoint_from_training():
+    sp = bk.make_splits(3, 256, 512, data_seed=7)
+    assert len(sp.val) == 256 and len(sp.test) == 512
+    unordered = {tuple(sorted(p)) for p in np.concatenate([sp.val, sp.test]).tolist()}
+    assert len(unordered) == 256 + 512  # distinct problems, val and test disjoint even up to a+b = b+a
+    assert sp.is_heldout(sp.val).all() and sp.is_heldout(sp.test).all()
+    assert sp.is_heldout(sp.test[:, ::-1]).all()
+    train = sp.sample_train(np.random.default_rng(0), 20000)
+    assert not sp.is_heldout(train).any()
+    assert not {tuple(sorted(p)) for p in train.tolist()} & unordered
+    # the same data seed gives the same split; the held-out set is a tiny part of the problem space
+    again = bk.make_splits(3, 256, 512, data_seed=7)
+    assert np.array_equal(again.test, sp.test)
+    assert sp.heldout.mean() < 0.002
+
+
+@pytest.mark.parametrize("n,k", [(4, 1), (5, 2), (6, 3), (8, 4), (7, 7)])
+def test_pass_at_k_matches_enumeration_of_subsets(n, k):
+    for c in range(n + 1):
+        outcomes = [1] * c + [0] * (n - c)
+        subsets = list(itertools.combinations(range(n), k))
+        brute = np.mean([max(outcomes[i] for i in s) for s in subsets])
+        assert math.isclose(float(bk.pass_at_k(n, c, k)), brute, abs_tol=1e-12)
+    cs = np.arange(n + 1)
+    assert np.allclose(bk.pass_at_k(n, cs, k), [bk.pass_at_k(n, c, k) for c in cs])
+    with pytest.raises(ValueError):
+        bk.pass_at_k(k - 1, 0, k)
+
+
+def test_kv_cache_generation_matches_full_forward():
+    torch.manual_seed(0)
+    model = bk.build_model(len(bk.VOCAB), 13, 32, 2, 4).eval()
+    ids = torch.randint(0, len(bk.VOCAB), (3, 12))
+    full = model(ids)
+    a, cache = model(ids[:, :8], return_cache=True)
+    b, cache = model(ids[:, 8:9], past=cache, return_cache=True)
+    c, _ = model(ids[:, 9:], past=cache, return_cache=True)
+    assert torch.allclose(torch.cat([a, b, c], 1), full, atol=1e-5)
+    gen = bk.generate(model, ids[:, :8], 5, temperature=0.0)
+    assert gen.shape == (3, 5)
+    after_eos = (torch.cumsum((gen == bk.EOS).long(), 1) - (gen == bk.EOS).long()) > 0
+    assert (gen[after_eos] == bk.EOS).all()
+
+
+def test_quick_run_headline_and_files(tmp_path):
+    config = bk.Config.quick()
+    config.threads = 1
+    res = bk.run(config, tmp_path, progress=False)
+    assert (tmp_path / "bestofk.png").stat().st_size > 0
+    saved = json.loads((tmp_path / "bestofk.json").read_text())
+    assert saved["verdict"] == res["verdict"] and "sweep" in saved
+    K = config.K
+    mk, pk = f"max@{K}", f"pass@{K}"
+    assert set(res["arms"]) == {"grpo", "rloo", mk}
+    for arm in res["arms"].values():
+        assert set(arm) == {"pass@1", pk}
+    lr = f"{config.lrs[0]:g}"
+    warm = res["warm_start"]["simple"]
+    # headline 1: the max@K advantages put most of the gradient weight on hard groups (pass rate <= 1/4),
+    # far more than the mean-objective baselines
+    share = {lab: res["sweep"][lab][lr]["hard_weight_share"] for lab in res["arms"]}
+    assert share[mk] > share["grpo"] + 0.15 and share[mk] > share["rloo"] + 0.15, share
+    # headline 2: RL for max@K raised held-out pass@K over the warm start
+    assert res["arms"][mk][pk] > warm[pk] + 0.02, (res["arms"], warm)
