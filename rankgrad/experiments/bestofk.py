@@ -327,14 +327,14 @@ class Config:
     # RL
     K: int = 4
     arms: tuple[str, ...] = ("grpo", "rloo", "max@K")
-    lrs: tuple[float, ...] = (3e-5, 1e-4, 3e-4, 1e-3)
-    rl_steps: int = 120
+    lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3)
+    rl_steps: int = 150
     prompts_per_step: int = 32
     samples_per_prompt: int = 16
     temperature: float = 1.0
     # evaluation
     eval_samples: int = 16
-    eval_every: int = 20
+    eval_every: int = 25
     curve_problems: int = 128
     # runs
     seeds: int = 3
@@ -350,9 +350,8 @@ class Config:
 
     @classmethod
     def demo(cls) -> Config:
-        """What ``rankgrad demo`` runs: one seed, one learning rate, a shorter RL phase."""
-        return cls(seeds=1, lrs=(3e-4,), rl_steps=120, n_val=128, n_test=384, eval_every=20,
-                   curve_problems=64)
+        """What ``rankgrad demo`` runs: one seed and one learning rate (3e-4), the default RL phase."""
+        return cls(seeds=1, lrs=(3e-4,), n_val=128, n_test=384, curve_problems=64)
 
     def arm_objective(self, arm: str) -> tuple[str, str, int]:
         """(objective, estimator, gradient scale K_obj) of an arm name."""
@@ -382,6 +381,11 @@ def _device(config: Config) -> str:
 
 def evaluate(model, problems: np.ndarray, config: Config, device: str) -> dict[str, float]:
     """pass@1 and pass@K (unbiased, ``eval_samples`` completions per problem) on ``problems``."""
+    return {m: float(np.mean(v)) for m, v in evaluate_per_problem(model, problems, config, device).items()}
+
+
+def evaluate_per_problem(model, problems: np.ndarray, config: Config, device: str) -> dict[str, np.ndarray]:
+    """Per-problem pass@1 (= c/n) and unbiased pass@K from ``eval_samples`` completions each."""
     torch = _torch()
     n = config.eval_samples
     prompts = torch.as_tensor(prompt_tokens(problems, config.digits), device=device).repeat_interleave(n, 0)
@@ -391,8 +395,7 @@ def evaluate(model, problems: np.ndarray, config: Config, device: str) -> dict[s
     gen = generate(model, prompts, config.digits + 2, config.temperature)
     model.train(was_training)
     correct = (gen == target).all(dim=1).view(len(problems), n).sum(dim=1).cpu().numpy()
-    pass_k = float(np.mean(pass_at_k(n, correct, config.K)))
-    return {"pass@1": float(np.mean(correct / n)), f"pass@{config.K}": pass_k}
+    return {"pass@1": correct / n, f"pass@{config.K}": pass_at_k(n, correct, config.K)}
 
 
 def warm_start(config: Config, splits: Splits, seed: int, device: str, progress: bool) -> tuple[Any, dict]:
@@ -498,83 +501,101 @@ def _fmt(m: float, s: float) -> str:
     return f"{m:.3f} ± {s:.3f}"
 
 
-def _paired(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
-    """Per-seed differences x − y (the arms of a seed share its warm start): mean, s.e., seeds ahead."""
-    d = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
-    mu, se = _common.mean_spread(d)
+def _paired(x: list[np.ndarray], y: list[np.ndarray]) -> dict[str, Any]:
+    """x − y for per-seed lists of per-problem test values (the arms of a seed share its warm start).
+
+    ``se`` is the standard error over seeds; ``se_problems`` the one from the spread over test problems
+    within each seed (which includes the evaluation's sampling noise).
+    """
+    d = [np.asarray(a, dtype=float) - np.asarray(b, dtype=float) for a, b in zip(x, y, strict=True)]
+    per_seed = np.array([v.mean() for v in d])
+    mu, se = _common.mean_spread(per_seed)
+    se_problems = float(np.sqrt(sum(v.var(ddof=1) / v.size for v in d)) / len(d))
     return {
-        "diff": mu, "se": se, "ahead": int((d > 0).sum()), "behind": int((d < 0).sum()), "seeds": int(d.size),
-        "per_seed": d.tolist(),
+        "diff": mu, "se": se, "se_problems": se_problems, "seeds": len(d),
+        "ahead": int((per_seed > 0).sum()), "behind": int((per_seed < 0).sum()),
+        "per_seed": per_seed.tolist(),
     }
 
 
-def _compare(config: Config, table: dict, sweep: dict) -> dict[str, Any]:
-    """max@K against each baseline: tuned (best lr each, per metric) and at each shared learning rate."""
+def _compare(config: Config, best_lr: dict, per_problem: dict) -> dict[str, Any]:
+    """max@K against each baseline: tuned (best lr each, per metric) and at each shared learning rate.
+
+    ``per_problem[label][lr]`` is a per-seed list of ``{metric: per-problem test values}``.
+    """
     mk = f"max@{config.K}"
     out: dict[str, Any] = {"tuned": {}, "same_lr": {}}
-    if mk not in table:
+    if mk not in per_problem:
         return out
+
+    def values(lab: str, lr: str, m: str) -> list[np.ndarray]:
+        return [seed[m] for seed in per_problem[lab][lr]]
+
+    base = [b for b in per_problem if b != mk]
     for m in (f"pass@{config.K}", "pass@1"):
-        mine = table[mk][m]["per_seed"]
-        out["tuned"][m] = {b: _paired(mine, table[b][m]["per_seed"]) for b in table if b != mk}
+        mine = values(mk, best_lr[mk][m], m)
+        out["tuned"][m] = {b: _paired(mine, values(b, best_lr[b][m], m)) for b in base}
         out["same_lr"][m] = {
-            lr: {b: _paired(sweep[mk][lr]["test"][m]["per_seed"], sweep[b][lr]["test"][m]["per_seed"])
-                 for b in sweep if b != mk}
-            for lr in sweep[mk]
+            lr: {b: _paired(values(mk, lr, m), values(b, lr, m)) for b in base} for lr in per_problem[mk]
         }
     return out
 
 
-def _verdict(config: Config, table: dict, warm: dict, comparisons: dict) -> str:
-    """Plain-language result; a "win" needs the paired difference > 2 s.e. and every seed ahead."""
+# two-sided 95% Student t quantiles by degrees of freedom (seeds − 1)
+_T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
+
+
+def _call(c: dict[str, Any]) -> str:
+    """'won' / 'lost' / 'tied': a side needs all seeds on it, |diff| > t·se (seeds) and > 2·se_problems."""
+    t = _T95.get(c["seeds"] - 1, 2.0)
+    clear = abs(c["diff"]) > 2 * c["se_problems"] and (c["seeds"] == 1 or abs(c["diff"]) > t * c["se"])
+    if clear and c["diff"] > 0 and c["ahead"] == c["seeds"]:
+        return "won narrowly" if c["diff"] < 0.02 else "won"
+    if clear and c["diff"] < 0 and c["behind"] == c["seeds"]:
+        return "lost narrowly" if c["diff"] > -0.02 else "lost"
+    return "tied (the difference is within the noise)"
+
+
+def _verdict(config: Config, table: dict, warm: dict, comparisons: dict, best_lr: dict) -> str:
+    """Plain-language result of the tuned comparison and of the shared-lr comparisons (see :func:`_call`)."""
     K = config.K
     pk, p1, mk = f"pass@{K}", "pass@1", f"max@{K}"
     base = [a for a in table if a != mk]
     if mk not in table or not base:
         return "The verdict needs the max@K arm and at least one baseline."
+    n = config.seeds
 
-    def describe(m: str) -> tuple[str, str, dict]:
-        best = max(base, key=lambda a: table[a][m]["mean"])
-        c = comparisons["tuned"][m][best]
-        clear = c["se"] > 0 and abs(c["diff"]) > 2 * c["se"]
-        if c["diff"] > 0 and c["ahead"] == c["seeds"] and (clear or c["seeds"] == 1):
-            word = "won"
-        elif c["diff"] < 0 and c["behind"] == c["seeds"] and (clear or c["seeds"] == 1):
-            word = "lost"
-        else:
-            word = "tied (within the seed spread)"
-        return best, word, c
+    def spread(c: dict[str, Any]) -> str:
+        over_problems = f"{c['se_problems']:.3f} over test problems"
+        return over_problems if c["seeds"] == 1 else f"{c['se']:.3f} over seeds, {over_problems}"
 
-    best_k, word_k, ck = describe(pk)
-    best_1, word_1, c1 = describe(p1)
-    n = ck["seeds"]
-    text = (
-        f"Best against best (each arm at the learning rate chosen on validation for the metric), "
-        f"over {n} seed(s): at pass@{K} max@{K} {word_k} against the strongest baseline {best_k}: "
-        f"{table[mk][pk]['mean']:.3f} vs "
-        f"{table[best_k][pk]['mean']:.3f}, paired difference {ck['diff']:+.3f} ± {ck['se']:.3f} (s.e.), "
-        f"ahead in {ck['ahead']}/{n} seeds. At pass@1 max@{K} {word_1} against {best_1}: "
-        f"{table[mk][p1]['mean']:.3f} vs {table[best_1][p1]['mean']:.3f}, paired difference "
-        f"{c1['diff']:+.3f} ± {c1['se']:.3f}, ahead in {c1['ahead']}/{n} seeds."
-    )
+    parts = [f"Best against best over {n} seed(s) (each arm at its learning rate chosen on validation "
+             "for the metric)."]
+    for m in (pk, p1):
+        rival = max(base, key=lambda a, m=m: table[a][m]["mean"])  # the strongest baseline on test
+        c = comparisons["tuned"][m][rival]
+        parts.append(
+            f"At {m}, max@{K} {_call(c)} against the strongest baseline, {rival}: {table[mk][m]['mean']:.3f} "
+            f"(lr {best_lr[mk][m]}) vs {table[rival][m]['mean']:.3f} (lr {best_lr[rival][m]}), "
+            "paired difference "
+            f"{c['diff']:+.3f} (s.e. {spread(c)}), ahead in {c['ahead']}/{c['seeds']} seeds."
+        )
     same = comparisons["same_lr"][pk]
     if len(same) > 1:
         gaps = {lr: min(v["diff"] for v in cmp.values()) for lr, cmp in same.items()}
-        lo, hi = min(gaps, key=gaps.get), max(gaps, key=gaps.get)
-        text += (
-            f" At one shared learning rate the pass@{K} gap to the better baseline ranges from "
-            f"{gaps[lo]:+.3f} "
-            f"(lr {lo}) to {gaps[hi]:+.3f} (lr {hi})"
-        )
-        if gaps[hi] > ck["diff"] + 0.02:
-            text += (
-                f"; tuning every arm shrinks the effect to {ck['diff']:+.3f}: the large gap was mostly the "
-                "baselines' instability at a high learning rate, not the objective."
+        hi = max(gaps, key=lambda lr: gaps[lr])
+        tuned = min(c["diff"] for c in comparisons["tuned"][pk].values())
+        listing = ", ".join(f"{gaps[lr]:+.3f} at lr {lr}" for lr in gaps)
+        parts.append(f"With one shared learning rate, max@{K}'s pass@{K} lead over the better baseline is "
+                     f"{listing}.")
+        if gaps[hi] > tuned + 0.02:
+            parts.append(
+                f"Tuning every arm shrinks the effect from {gaps[hi]:+.3f} (lr {hi}) to {tuned:+.3f}: "
+                "most of that gap was the baselines' instability at the high learning rate, not the "
+                "objective."
             )
-        else:
-            text += "."
-    text += f" Warm start: pass@1 {warm[p1]['mean']:.3f}, pass@{K} {warm[pk]['mean']:.3f}."
-    return text
+    parts.append(f"Warm start (test): pass@1 {warm[p1]['mean']:.3f}, pass@{K} {warm[pk]['mean']:.3f}.")
+    return " ".join(parts)
 
 
 def run(config: Config, out_dir: str = _common.DEFAULT_OUT, progress: bool = True) -> dict[str, Any]:
@@ -603,7 +624,7 @@ def _run(config: Config, progress: bool) -> dict[str, Any]:
     lr_keys = [f"{lr:g}" for lr in config.lrs]
     warm_info: list[dict] = []
     # raw[label][lr][field] = one entry per seed
-    fields = ("val", "test", "curve", "train_reward", "hard_weight_share")
+    fields = ("val", "test", "test_per_problem", "curve", "train_reward", "hard_weight_share")
     raw: dict[str, dict[str, dict[str, list]]] = {
         lab: {lr: {f: [] for f in fields} for lr in lr_keys} for lab in labels
     }
@@ -624,7 +645,9 @@ def _run(config: Config, progress: bool) -> dict[str, Any]:
                 _common.seed_everything(1000 * seed + 200)
                 cell = raw[lab][key]
                 cell["val"].append(evaluate(out["model"], splits.val, config, device))
-                cell["test"].append(evaluate(out["model"], splits.test, config, device))
+                per_problem = evaluate_per_problem(out["model"], splits.test, config, device)
+                cell["test_per_problem"].append(per_problem)
+                cell["test"].append({m: float(np.mean(v)) for m, v in per_problem.items()})
                 for f in ("curve", "train_reward", "hard_weight_share"):
                     cell[f].append(out[f])
 
@@ -651,7 +674,8 @@ def _run(config: Config, progress: bool) -> dict[str, Any]:
     }
     table = {lab: {m: sweep[lab][best_lr[lab][m]]["test"][m] for m in metrics} for lab in labels}
     warm_summary = summary([w["test"] for w in warm_info])
-    comparisons = _compare(config, table, sweep)
+    per_problem = {lab: {lr: c["test_per_problem"] for lr, c in cells.items()} for lab, cells in raw.items()}
+    comparisons = _compare(config, best_lr, per_problem)
 
     def mean_curve(curves: list[list[dict]], m: str) -> list[float]:
         return np.mean([[p[m] for p in cur] for cur in curves], axis=0).tolist()
@@ -681,7 +705,7 @@ def _run(config: Config, progress: bool) -> dict[str, Any]:
         },
         "sweep": sweep,
         "comparisons": comparisons,
-        "verdict": _verdict(config, table, warm_summary, comparisons),
+        "verdict": _verdict(config, table, warm_summary, comparisons, best_lr),
         "curves": curves,
         "train_reward": {
             lab: {lr: np.mean(c["train_reward"], axis=0).tolist() for lr, c in cells.items()}
