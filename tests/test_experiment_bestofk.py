@@ -103,9 +103,14 @@ def test_quick_run_headline_and_files(tmp_path):
         assert set(arm) == {"pass@1", pk}
     lr = f"{config.lrs[0]:g}"
     warm = res["warm_start"]["simple"]
-    # headline 1: the max@K advantages put most of the gradient weight on hard groups (pass rate <= 1/4),
-    # far more than the mean-objective baselines
+    # Margins measured over 11 seeds of this setting while developing (2 digits, 40 RL steps, lr 3e-4):
+    # 1) mechanism: max@K advantages put most of their |weight| on hard groups (pass rate <= 1/4):
+    #    share 0.32-0.68 vs 0.09-0.38 for GRPO/RLOO; ratio >= 1.77 and gap >= 0.21 in every seed.
     share = {lab: res["sweep"][lab][lr]["hard_weight_share"] for lab in res["arms"]}
-    assert share[mk] > share["grpo"] + 0.15 and share[mk] > share["rloo"] + 0.15, share
-    # headline 2: RL for max@K raised held-out pass@K over the warm start
-    assert res["arms"][mk][pk] > warm[pk] + 0.02, (res["arms"], warm)
+    for base in ("grpo", "rloo"):
+        assert share[mk] >= 1.4 * share[base] and share[mk] >= share[base] + 0.1, share
+    # 2) RL for max@K raised held-out pass@K over the warm start: by +0.046 to +0.19 (need +0.02).
+    assert res["arms"][mk][pk] >= warm[pk] + 0.02, (res["arms"], warm)
+    # 3) and max@K is not worse than GRPO at pass@K beyond a tolerance: observed -0.028 to +0.039 at this
+    #    size, where pass@K nearly saturates (the full setting, 3 seeds, is where max@K wins it narrowly).
+    assert res["arms"][mk][pk] >= res["arms"]["grpo"][pk] - 0.06, res["arms"]
