@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+import rankgrad
 from rankgrad.experiments import _common
 
 NAME = "bestofk"
@@ -114,19 +115,17 @@ def verify(a: int, b: int, completion: str) -> bool:
 def pass_at_k(n: int | np.ndarray, c: int | np.ndarray, k: int) -> np.ndarray:
     """Unbiased pass@k from n samples with c correct: 1 − C(n−c, k)/C(n, k) (elementwise; k <= n).
 
-    Computed as 1 − Π_{i=n−c+1}^{n} (1 − k/i), which never forms large binomials.
+    This is the batch value of ``max@k`` on the n outcomes (c ones), so it is computed by
+    :func:`rankgrad.value` — one batched call per distinct n — rather than by a second formula.
     """
     n_arr, c_arr = np.broadcast_arrays(np.asarray(n, dtype=np.int64), np.asarray(c, dtype=np.int64))
     if np.any(n_arr < k) or np.any(c_arr < 0) or np.any(c_arr > n_arr):
         raise ValueError(f"pass_at_k: need 0 <= c <= n and n >= k = {k}")
     out = np.empty(n_arr.shape, dtype=float)
-    for idx in np.ndindex(n_arr.shape):
-        nn, cc = int(n_arr[idx]), int(c_arr[idx])
-        if nn - cc < k:
-            out[idx] = 1.0
-        else:
-            i = np.arange(nn - cc + 1, nn + 1, dtype=float)
-            out[idx] = 1.0 - float(np.prod(1.0 - k / i))
+    for nn in np.unique(n_arr):
+        sel = n_arr == nn
+        outcomes = (np.arange(nn) < c_arr[sel][:, None]).astype(float)  # [problems, n], c ones each
+        out[sel] = rankgrad.value(outcomes, f"max@{k}")
     return out
 
 
