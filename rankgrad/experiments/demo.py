@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import pathlib
 import time
 from typing import Any
@@ -104,10 +103,8 @@ def run_demo(
         "bestofk": {"table": lm_rows, "best_at_k": best_k, "diagonal_wins": lm_diag, "verdict": lm["verdict"],
                     "device": lm.get("device"), "files": lm["files"]},
         "seconds": time.perf_counter() - t0,
-        "machine": _common.machine(),
     }
-    with open(out / "demo.json", "w") as f:
-        json.dump(_common._jsonable(summary), f, indent=2)
+    summary = _common.write_outputs(out, "demo", summary)  # demo.json, with the machine and a timestamp
     echo(f"Plots and numbers in {out}/: risk.png, bestofk.png, their .json, demo.json "
          f"({summary['seconds']:.0f} s in all).")
     return summary
