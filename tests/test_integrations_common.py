@@ -134,3 +134,13 @@ def test_loss_scale_gives_the_unbiased_batch_gradient_weights() -> None:
     np.testing.assert_allclose(got[:5], (scores[:5] - scores[:5].mean()) / 4, atol=1e-12)
     with pytest.raises(ValueError, match="loss_scale: estimator 'grpo' is biased"):
         group_advantages(scores, labels, "mean", estimator="grpo", loss_scale=True)
+
+
+def test_noise_options_pass_through() -> None:
+    rng = np.random.default_rng(3)
+    scores = (rng.random(30) < 0.4).astype(np.float64)
+    uids = np.array([f"u{i % 4}" for i in range(30)])
+    np.testing.assert_allclose(group_advantages(scores, uids, "mean", noise=(None, 0.2)),
+                               rankgrad.advantages(scores, "mean", group_ids=uids) / 0.8, atol=1e-14)
+    want = rankgrad.noisy.advantages(scores, "max@3", rho0=0.05, rho1=0.2, group_ids=uids)
+    np.testing.assert_allclose(group_advantages(scores, uids, "max@3", noise=(0.05, 0.2)), want, atol=1e-14)

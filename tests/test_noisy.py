@@ -22,9 +22,9 @@ def _softmax(th):
     return e / e.sum()
 
 
-def _outcomes(rho0, rho1):
+def _outcomes(rho0, rho1, logits=LOGITS):
     """All N-tuples of (arm, observed reward) with their probabilities: [T, N] arms, obs, prob."""
-    p = _softmax(LOGITS)
+    p = _softmax(logits)
     states = [(b, o) for b in range(3) for o in (0, 1)]
     sp = np.array([p[b] * ((1 - rho1) if CLEAN[b] else rho0) ** o
                    * (1 - ((1 - rho1) if CLEAN[b] else rho0)) ** (1 - o) for b, o in states])
@@ -34,8 +34,8 @@ def _outcomes(rho0, rho1):
     return arms, obs, np.prod(sp[idx], axis=1), p
 
 
-def _grad(spec, observed_rates=None):
-    th = torch.tensor(LOGITS, requires_grad=True)
+def _grad(spec, observed_rates=None, logits=LOGITS):
+    th = torch.tensor(logits, requires_grad=True)
     p = torch.softmax(th, 0)
     if observed_rates is None:
         v = rankgrad.exact.value(torch.tensor(CLEAN), p, spec)
@@ -120,3 +120,61 @@ def test_rho1_from_rechecked_negatives(rho0, rho1, p):
     est = rankgrad.noisy.estimate_rho1(obs.mean(), sample.size, int(truth[sample].sum()), rho0=rho0)
     se = np.sqrt(f * (1 - f) / sample.size) * rho1 / max(f, 1e-9)  # delta method, leading term
     assert abs(est - rho1) <= 3 * se + 0.005
+
+
+def _second_moment(adv, arms, prob, p, k):
+    score = np.eye(3)[arms] - p
+    g = (k / N) * np.einsum("tn,tnm->tm", adv, score)
+    return (prob[:, None] * g * g).sum(0)
+
+
+@pytest.mark.parametrize("logits", [LOGITS, np.array([1.2, -0.3, 0.5])])
+@pytest.mark.parametrize("rates", [(0.0, 0.3), (0.1, 0.2), (0.25, 0.05)])
+def test_forward_correction_keeps_the_clean_direction_and_needs_only_rho1(logits, rates):
+    """E[forward update] = (1 − ρ0 − ρ1)/(1 − ρ1) · ∇p exactly (over every draw and flip), for every
+    policy: the clean gradient itself when ρ0 = 0. The backward correction is exactly unbiased."""
+    rho0, rho1 = rates
+    arms, obs, prob, p = _outcomes(rho0, rho1, logits)
+    clean = _grad("mean", logits=logits)
+    fwd = rankgrad.noisy.forward_advantages(obs, rho1=rho1)
+    np.testing.assert_allclose(_expected_lr(fwd, arms, prob, p, 1),
+                               (1 - rho0 - rho1) / (1 - rho1) * clean, atol=1e-12)
+    np.testing.assert_allclose(fwd, rankgrad.advantages(obs, "mean", noise=(None, rho1)), atol=1e-15)
+    bwd = rankgrad.advantages(rankgrad.noisy.backward_rewards(obs, rho0=rho0, rho1=rho1), "mean")
+    np.testing.assert_allclose(_expected_lr(bwd, arms, prob, p, 1), clean, atol=1e-12)
+    np.testing.assert_allclose(bwd, rankgrad.noisy.advantages(obs, "mean", rho0=rho0, rho1=rho1), atol=1e-12)
+    if rho0 > 0:  # the price of exactness: the backward update has the larger second moment
+        assert np.all(_second_moment(bwd, arms, prob, p, 1) > _second_moment(fwd, arms, prob, p, 1))
+
+
+def test_backward_rewards_are_unbiased_per_label():
+    rho0, rho1 = 0.1, 0.25
+    r_pass, r_fail = rankgrad.noisy.backward_rewards(np.array([1.0, 0.0]), rho0=rho0, rho1=rho1)
+    assert abs((1 - rho1) * r_pass + rho1 * r_fail - 1.0) < 1e-15  # true pass
+    assert abs(rho0 * r_pass + (1 - rho0) * r_fail) < 1e-15  # true fail
+    t = torch.tensor([1.0, 0.0, 1.0], dtype=torch.float32)
+    out = rankgrad.noisy.backward_rewards(t, rho0=rho0, rho1=rho1)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
+
+
+def test_forward_correction_errors():
+    r = np.array([[1.0, 0, 0, 1, 0, 1, 0, 0]])
+    with pytest.raises(ValueError, match="forward correction .* mean only"):
+        rankgrad.advantages(r, "max@4", noise=(None, 0.2))
+    with pytest.raises(ValueError, match="rho1: expected"):
+        rankgrad.noisy.forward_advantages(r, rho1=1.0)
+    with pytest.raises(ValueError, match="binary 0/1"):
+        rankgrad.noisy.forward_advantages(r * 0.5, rho1=0.1)
+    with pytest.raises(ValueError, match="noise: expected \\(rho0, rho1\\)"):
+        rankgrad.advantages(r, "mean", noise=0.2)
+    with pytest.raises(ValueError, match="binary 0/1"):
+        rankgrad.noisy.backward_rewards(r * 0.5, rho0=0.1, rho1=0.1)
+
+
+def test_forward_through_the_main_entry_point(backend):
+    from tests.conftest import to_backend, to_numpy
+
+    r = np.array([1.0, 0, 0, 1, 0, 1, 0, 0, 1, 1, 0])
+    ids = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2])
+    got = to_numpy(rankgrad.advantages(to_backend(r, backend), "mean", group_ids=ids, noise=(None, 0.3)))
+    np.testing.assert_allclose(got, rankgrad.advantages(r, "mean", group_ids=ids) / 0.7, atol=1e-6)

@@ -373,7 +373,7 @@ def advantages(
     mask: Any = None,
     estimator: str = "ordergrad",
     eps: float = 1e-6,
-    noise: tuple[float, float] | None = None,
+    noise: tuple[float | None, float] | None = None,
 ) -> Array:
     """Per-sample advantages for the finite-K objective, batched over groups.
 
@@ -400,7 +400,10 @@ def advantages(
       eps: added to the standard deviation by ``"grpo"``.
       noise: ``(rho0, rho1)``, a verifier's false-positive and false-negative rates, for 0/1
         rewards: the objective is replaced by its noise-corrected form (``rankgrad.noisy``), so the
-        advantages target J_K of the true labels (``estimator="ordergrad"`` only).
+        advantages target J_K of the true labels (``estimator="ordergrad"`` only). ``(None, rho1)``:
+        the false-positive rate is unknown, so the mean objective gets the forward correction
+        (``rankgrad.noisy.forward_advantages``: RLOO / (1 − rho1), the clean direction, exact if
+        rho0 = 0); other objectives raise.
 
     Returns:
       Same shape, backend and float dtype as ``rewards`` (gradients never flow through it).
@@ -420,11 +423,24 @@ def advantages(
 
         if name != "ordergrad":
             raise ValueError(f"noise: only estimator='ordergrad' has a noise correction, got {name!r}.")
-        rho0, rho1 = noise
+        rho0, rho1 = _noise_rates(noise)
+        if rho0 is None:
+            return noisy.forward_advantages(rewards, objective, rho1=rho1, group_ids=group_ids, mask=mask)
         return noisy.advantages(rewards, objective, rho0=rho0, rho1=rho1, group_ids=group_ids, mask=mask)
     g, obj = _prepare(rewards, objective, group_ids, mask, detach=True)
     obj.require_integral("advantages")
     return _ADVANTAGE_FNS[name](g, obj, eps)
+
+
+def _noise_rates(noise: Any) -> tuple[float | None, float]:
+    try:
+        rho0, rho1 = noise
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"noise: expected (rho0, rho1), the verifier's false-positive and false-negative rates "
+            f"(rho0=None if unknown: forward correction, mean only), got {noise!r}."
+        ) from None
+    return (None if rho0 is None else float(rho0)), float(rho1)
 
 
 def _ordergrad(g: Grouped, obj: Objective, eps: float) -> Array:

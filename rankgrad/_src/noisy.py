@@ -19,6 +19,11 @@ ones with those weights: same batching, same unbiasedness proof, now for the *cl
 Cost: T is inverted exactly, but the weights grow like (1 − ρ0 − ρ1)^−K, and so does the variance.
 Conditions: binary rewards, K <= N − 1, known ρ0 + ρ1 < 1, noise independent of the instance.
 For K = 1 (the mean) this is the backward correction (r̃ − ρ0)/(1 − ρ0 − ρ1).
+
+For the mean there is also a forward correction that needs only ρ1 (:func:`forward_advantages`):
+class-conditional noise shrinks the mean's gradient by the same factor for every prompt, so
+reweighting the score-function terms by 1/(1 − ρ1) keeps the clean direction and is exact when the
+verifier never passes a wrong answer. No such prompt-independent factor exists for K > 1.
 """
 
 from __future__ import annotations
@@ -27,12 +32,23 @@ from typing import Any
 
 import numpy as np
 
+from rankgrad._src.estimators import _is_mean
 from rankgrad._src.estimators import advantages as _advantages
 from rankgrad._src.estimators import value as _value
 from rankgrad._src.objectives import Objective, ObjectiveLike, as_objective
 from rankgrad._src.ops import get_ops
 
-__all__ = ["corrected_objective", "advantages", "value", "flip_matrix", "estimate_rho1"]
+__all__ = [
+    "corrected_objective", "advantages", "value", "flip_matrix", "estimate_rho1", "backward_rewards",
+    "forward_advantages",
+]
+
+
+def _check_rho1(rho1: float) -> float:
+    rho1 = float(rho1)
+    if not 0 <= rho1 < 1:
+        raise ValueError(f"rho1: expected a false-negative rate with 0 <= rho1 < 1, got rho1={rho1}.")
+    return rho1
 
 
 def _check_rates(rho0: float, rho1: float) -> tuple[float, float]:
@@ -129,6 +145,91 @@ def value(
     _require_binary(rewards, mask)
     obj, offset = corrected_objective(objective, rho0, rho1)
     return _value(rewards, obj, group_ids=group_ids, mask=mask) + offset
+
+
+def backward_rewards(rewards: Any, *, rho0: float, rho1: float) -> Any:
+    """The backward correction: surrogate rewards r̂ = (r̃ − ρ0)/(1 − ρ0 − ρ1) with E[r̂ | true r] = r.
+
+    Feed r̂ to any reward-linear estimator of the mean (REINFORCE, RLOO, Dr. GRPO) to make it unbiased
+    for the clean mean reward; ``rankgrad.noisy.advantages(r, "mean", ...)`` is RLOO on r̂. Note that
+    GRPO's per-group standardisation undoes any affine map of the rewards, this one included.
+    Observed passes become (1 − ρ0)/(1 − ρ0 − ρ1) > 1 and observed fails −ρ0/(1 − ρ0 − ρ1) < 0.
+
+    Args:
+      rewards: observed 0/1 verifier outcomes, any shape (numpy, torch or jax).
+      rho0, rho1: the verifier's false-positive and false-negative rates, ρ0 + ρ1 < 1.
+
+    Returns:
+      r̂, same shape and backend, float.
+    """
+    rho0, rho1 = _check_rates(rho0, rho1)
+    _require_binary(rewards, None)
+    ops = get_ops(rewards)
+    r = ops.float_like(rewards)
+    return (r - rho0) / (1.0 - rho0 - rho1)
+
+
+def forward_advantages(
+    rewards: Any,
+    objective: ObjectiveLike = "mean",
+    *,
+    rho1: float,
+    group_ids: Any = None,
+    mask: Any = None,
+) -> Any:
+    """The forward correction for the mean objective: needs only the false-negative rate ρ1.
+
+    With class-conditional flips the observed reward is r̃ = ρ0 + (1 − ρ0 − ρ1)·r + zero-mean noise
+    given the sample, and E[∇log π] = 0, so the naive update E[r̃ ∇log π] = (1 − ρ0 − ρ1)·∇p already
+    points along the clean gradient, shrunk by a factor that is the same for every prompt and every
+    policy. The forward correction reweights the score-function terms by 1/(1 − ρ1), the rate at
+    which true passes survive the verifier:
+
+        a_i = (r̃_i − mean_{j≠i} r̃_j) / (1 − ρ1),
+        E[(1/N)·Σ_i a_i ∇log π(x_i)] = (1 − ρ0 − ρ1)/(1 − ρ1) · ∇p
+
+    (for a K-sample mean objective, the ordinary advantages of that objective / (1 − ρ1), with K/N).
+
+    So it is unbiased for the clean mean when the verifier never passes a wrong answer (ρ0 = 0, the
+    usual case for rule-based checkers), and otherwise short by the constant (1 − ρ0 − ρ1)/(1 − ρ1)
+    <= 1: the direction of a whole batch's update is the clean one whatever ρ0 is, and ρ0 need not be
+    known. Its variance is (1 − ρ1)^−2 times the naive RLOO's, against (1 − ρ0 − ρ1)^−2 for the
+    backward correction (:func:`backward_rewards`), which is exactly unbiased but needs both rates.
+    For the mean both are multiples of the naive update, so per unit of expected clean gradient their
+    noise is the same: what the forward correction buys is not needing ρ0, not a lower variance.
+
+    Only the mean has such a prompt-independent factor: for pass@K the noisy gradient is off by
+    (1 − ρ0 − ρ1)·((1 − p̃)/(1 − p))^(K−1), which depends on the prompt's pass rate, so K > 1 needs the
+    counts-level correction (:func:`advantages`, both rates).
+
+    Args:
+      rewards: observed 0/1 verifier outcomes; layouts as :func:`rankgrad.advantages`.
+      objective: must be the mean (``"mean"``, or a K-sample mean such as ``"mean@4"``).
+      rho1: false-negative rate, 0 <= ρ1 < 1 (see :func:`estimate_rho1`, with ``rho0=0``).
+      group_ids, mask: as :func:`rankgrad.advantages`.
+
+    Returns:
+      Same shape, backend and float dtype as ``rewards``; zero-sum per group.
+
+    Example:
+      >>> import numpy as np
+      >>> from rankgrad import noisy
+      >>> r = np.array([1., 0., 0., 1., 0., 0., 0., 0.])
+      >>> a = noisy.forward_advantages(r, rho1=0.2)  # = RLOO / (1 − ρ1)
+      >>> bool(np.allclose(a, (r - (r.sum() - r) / 7) / 0.8))
+      True
+    """
+    rho1 = _check_rho1(rho1)
+    obj = as_objective(objective)
+    if not _is_mean(obj):
+        raise ValueError(
+            f"objective: the forward correction (noise with rho0=None) exists for the mean only, got "
+            f"{obj.name!r}; for K > 1 the noisy gradient's factor depends on each prompt's pass rate. "
+            "Give the false-positive rate too (rho0=0 if the verifier never passes a wrong answer) to "
+            "use the counts-level correction."
+        )
+    _require_binary(rewards, mask)
+    return _advantages(rewards, obj, group_ids=group_ids, mask=mask) * (1.0 / (1.0 - rho1))
 
 
 def estimate_rho1(

@@ -17,6 +17,7 @@ from rankgrad.cli._common import (
     CliError,
     estimator_name,
     fmt_count,
+    fmt_noise,
     fmt_seconds,
     noise_arg,
     objective_arg,
@@ -51,6 +52,7 @@ examples:
   rankgrad advantages rollouts.jsonl scored.jsonl --objective max@4 --group-key prompt_id
   rankgrad advantages rollouts.parquet scored.parquet --objective cvar:0.25@8 --reward-key score
   rankgrad advantages runs.csv runs.parquet --objective pass@4 --noise 0.05,0.2
+  rankgrad advantages runs.csv out.csv --objective mean --noise unknown,0.2
   rankgrad advantages in.jsonl.gz out.jsonl.gz --objective max@8 --unscorable zero --small-groups zero
   rankgrad advantages in.jsonl out.jsonl --objective mean --estimator rloo --advantage-key adv_rloo
 
@@ -78,7 +80,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eps", type=float, default=1e-6, help="std offset of --estimator grpo (default: 1e-6)")
     p.add_argument("--noise", type=noise_arg, metavar="RHO0,RHO1",
                    help="0/1 rewards from a verifier with false-positive rate RHO0 and false-negative rate "
-                        "RHO1: advantages for the objective of the true labels (rankgrad.noisy)")
+                        "RHO1: advantages for the objective of the true labels (rankgrad.noisy); "
+                        "'unknown,RHO1': the forward correction of the mean (needs only RHO1)")
     p.add_argument("--unscorable", choices=("error", "zero"), default="error",
                    help="rows whose reward is missing, null, empty, NaN or infinite: 'error' (default) "
                         "reports them; 'zero' gives them advantage 0 and leaves them out of their group "
@@ -143,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.quiet:
         sizes = np.bincount(scan.codes, minlength=len(scan.labels))
-        noise = f", noise {args.noise[0]:g},{args.noise[1]:g}" if args.noise else ""
+        noise = f", noise {fmt_noise(args.noise)}" if args.noise else ""
         extra = "".join(f"; {n}" for n in notes)
         print(
             f"rankgrad advantages: {fmt_count(scan.n_rows)} rows, {fmt_count(len(sizes))} groups "

@@ -57,6 +57,8 @@ Estimators that do not apply to the objective or rewards are skipped with the li
 
 With --noise RHO0,RHO1 (needs --binary) the estimators see rewards flipped by an imperfect
 verifier; only "ordergrad+noise" (rankgrad.noisy) claims to be unbiased for the true objective.
+For the mean objective "ordergrad+forward" (the forward correction, given only RHO1) is added: it
+claims the clean direction, scaled by (1-RHO0-RHO1)/(1-RHO1) (unbiased when RHO0 = 0).
 
 K: from the objective's @K suffix or --k; when both are given they must agree."""
 
@@ -66,6 +68,7 @@ examples:
   rankgrad check --objective cvar:0.25 --k 8 --n 16 --samples 50000 --seed 1
   rankgrad check --objective mean --n 6 --estimators rloo,dr_grpo,grpo
   rankgrad check --objective pass@4 --n 8 --binary --noise 0.1,0.2
+  rankgrad check --objective mean --n 8 --binary --noise 0.1,0.3
   rankgrad check --objective max@4 --format json > check.json
 
 exit status: 0 every claim holds; 1 an estimator declared unbiased is biased (or the two exact
@@ -170,6 +173,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--n: the estimators need groups larger than K (N >= K + 1 = {k + 1}), got N = {n}.")
     if args.noise is not None and not args.binary:
         raise CliError("--noise flips 0/1 rewards: add --binary.")
+    if args.noise is not None and args.noise[0] is None:
+        raise CliError("--noise: check simulates the verifier, so it needs both rates (e.g. 0.1,0.2); with "
+                       "the mean objective it also checks the forward correction, which is given only RHO1.")
     if args.samples < 2:
         raise CliError("--samples: need at least 2 groups for a standard error.")
     names = list(rankgrad.ESTIMATORS) if args.estimators.strip() == "all" else \
@@ -181,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
     entries: list[tuple[str, str, dict[str, Any]]] = []  # (label, estimator, kwargs)
     if args.noise is not None:
         entries.append(("ordergrad+noise", "ordergrad", {"noise": args.noise}))
+        if k == 1:
+            entries.append(("ordergrad+forward", "ordergrad", {"noise": (None, args.noise[1])}))
     entries += [(e, e, {}) for e in names]
     rows: dict[str, Row] = {}
     skipped: dict[str, str] = {}
@@ -200,7 +208,9 @@ def run(args: argparse.Namespace) -> int:
                 continue
             if label not in rows:
                 claim = "unbiased" if info.unbiased else "biased"
-                if args.noise is not None and label != "ordergrad+noise":
+                if label == "ordergrad+forward":  # the clean direction, scale (1−ρ0−ρ1)/(1−ρ1)
+                    claim = "unbiased" if args.noise[0] == 0 else "aligned"
+                elif args.noise is not None and label != "ordergrad+noise":
                     claim = "biased (noisy rewards)" if info.gradient_scale is not None else "biased"
                 scale = None if info.gradient_scale is None else float(info.gradient_scale(n, k))
                 rows[label] = Row(label, claim, scale, np.zeros(args.arms), np.zeros(args.arms))
@@ -253,7 +263,7 @@ def _summarise(r: Row, g: np.ndarray, tol: float) -> dict[str, Any]:
     se = np.sqrt(var / s)
     gg = float(g @ g)
     fitted = None
-    if r.scale is None:  # no declared scale: compare directions, after the best multiple of ∇J
+    if r.scale is None or r.claim == "aligned":  # compare directions, after the best multiple of ∇J
         fitted = float(mean @ g) / gg if gg > 0 else 0.0
         bias = mean - fitted * g
     z = _max_z(bias, se, float(np.sqrt(gg)))
@@ -263,6 +273,9 @@ def _summarise(r: Row, g: np.ndarray, tol: float) -> dict[str, Any]:
     detected = z > tol
     if r.claim == "unbiased":
         verdict = f"BIASED: claim fails ({z:.1f} SE)" if detected else f"unbiased within {tol:g} SE"
+    elif r.claim == "aligned":
+        verdict = f"MISALIGNED: claim fails ({z:.1f} SE)" if detected else \
+            f"clean direction within {tol:g} SE, {fitted:.3g} x grad J"
     elif r.claim.startswith("biased (noisy"):
         verdict = "biased for the true rewards (as expected)" if detected else "no bias detected at this size"
     elif detected:
@@ -275,7 +288,7 @@ def _summarise(r: Row, g: np.ndarray, tol: float) -> dict[str, Any]:
         "bias_norm_se": float(np.sqrt((se * se).sum())), "cosine": cos,
         "total_variance": total_var,
         "mean": mean.tolist(), "se": se.tolist(), "verdict": verdict,
-        "fails_claim": bool(r.claim == "unbiased" and detected),
+        "fails_claim": bool(r.claim in ("unbiased", "aligned") and detected),
     }
 
 
@@ -298,7 +311,7 @@ def _text(rep: dict[str, Any]) -> str:
         + ("" if agree is None else f" (analytic K*E[a_bar grad log p] agrees to {agree:.1e})")
         + f"; |grad J| = {float(np.linalg.norm(rep['exact_gradient'])):.4g}",
         "",
-        f"{'estimator':<16} {'claim':<9} {'scale':>9} {'max|bias|/SE':>12} {'|bias| (SE)':>21} {'cos':>7} "
+        f"{'estimator':<17} {'claim':<9} {'scale':>9} {'max|bias|/SE':>12} {'|bias| (SE)':>21} {'cos':>7} "
         f"{'tr Cov':>10}  verdict",
     ]
     for r in rep["results"]:
@@ -308,7 +321,7 @@ def _text(rep: dict[str, Any]) -> str:
             scale = f"fit {r['fitted_scale']:.3g}"
         claim = "biased" if r["claim"].startswith("biased") else r["claim"]
         bias = f"{r['bias_norm']:.2e} ({r['bias_norm_se']:.1e})"
-        lines.append(f"{r['estimator']:<16} {claim:<9} {scale:>9} {r['max_bias_over_se']:>12.2f} {bias:>21} "
+        lines.append(f"{r['estimator']:<17} {claim:<9} {scale:>9} {r['max_bias_over_se']:>12.2f} {bias:>21} "
                      f"{r['cosine']:>7.4f} {r['total_variance']:>10.3e}  {r['verdict']}")
     lines.append("")
     lines.append("scale: the declared gradient_scale c(N,K); 'fit' (estimators declared biased): the best "

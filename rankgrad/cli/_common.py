@@ -63,20 +63,28 @@ def objective_arg(spec: str, k: int | None = None) -> rankgrad.Objective:
     return obj
 
 
-def noise_arg(text: str) -> tuple[float, float]:
-    """``RHO0,RHO1`` → (rho0, rho1) (an argparse ``type=``)."""
+def noise_arg(text: str) -> tuple[float | None, float]:
+    """``RHO0,RHO1`` → (rho0, rho1); ``unknown,RHO1`` → (None, rho1) (an argparse ``type=``)."""
     parts = re.split(r"[,\s]+", text.strip())
     try:
         if len(parts) != 2:
             raise ValueError
-        rho0, rho1 = (float(p) for p in parts)
+        rho0 = None if parts[0].lower() in ("unknown", "none", "?") else float(parts[0])
+        rho1 = float(parts[1])
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected RHO0,RHO1 (false-positive and false-negative rates), e.g. 0.05,0.2; got {text!r}"
+            f"expected RHO0,RHO1 (false-positive and false-negative rates), e.g. 0.05,0.2, or unknown,RHO1 "
+            f"(forward correction of the mean); got {text!r}"
         ) from None
-    if not (0 <= rho0 < 1 and 0 <= rho1 < 1 and rho0 + rho1 < 1):
+    if not (0 <= (rho0 or 0.0) < 1 and 0 <= rho1 < 1 and (rho0 or 0.0) + rho1 < 1):
         raise argparse.ArgumentTypeError(f"expected 0 <= rho < 1 and rho0 + rho1 < 1, got {text!r}")
     return rho0, rho1
+
+
+def fmt_noise(noise: tuple[float | None, float]) -> str:
+    """``0.05,0.2`` or ``unknown,0.2``."""
+    rho0 = "unknown" if noise[0] is None else f"{noise[0]:g}"
+    return f"{rho0},{noise[1]:g}"
 
 
 def positive_int(text: str) -> int:

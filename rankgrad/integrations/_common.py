@@ -52,7 +52,7 @@ def group_advantages(
     std_normalize: bool = False,
     loss_scale: bool = False,
     eps: float = 1e-6,
-    noise: tuple[float, float] | None = None,
+    noise: tuple[float | None, float] | None = None,
     mask: Any = None,
 ) -> Array:
     """Per-rollout advantages from flat scores and prompt ids.
@@ -78,7 +78,8 @@ def group_advantages(
         over the *whole batch* is the unbiased gradient of Σ_prompts J_K even when group sizes differ.
         Without it a larger group weighs more. Errors for estimators with no such scale (biased ones).
       eps: the std offset (and GRPO's, for ``estimator="grpo"``).
-      noise: ``(rho0, rho1)`` verifier flip rates for 0/1 scores (see :mod:`rankgrad.noisy`).
+      noise: ``(rho0, rho1)`` verifier flip rates for 0/1 scores (see :mod:`rankgrad.noisy`);
+        ``(None, rho1)``: forward correction (mean objective only).
       mask: optional ``[B]`` bool, False = not part of any group (advantage 0).
 
     Returns:

@@ -142,7 +142,8 @@ class RankGradGRPOTrainer(GRPOTrainer):
         at construction: the eval loss then carries no policy-gradient term.
       eps: the std offset for ``std_normalize`` and for ``estimator="grpo"`` (TRL's is 1e-4).
       noise: ``(rho0, rho1)`` verifier false-positive/false-negative rates for 0/1 rewards
-        (:mod:`rankgrad.noisy`).
+        (:mod:`rankgrad.noisy`); ``(None, rho1)``: forward correction of the mean (the logged
+        objective then assumes rho0 = 0).
 
     Attributes:
       rankgrad_objective: the parsed :class:`rankgrad.Objective` (``objective`` is taken by HF Trainer's
@@ -173,7 +174,7 @@ class RankGradGRPOTrainer(GRPOTrainer):
         unscorable: Literal["error", "zero"] = "error",
         small_groups: Literal["error", "zero"] = "error",
         eps: float = 1e-6,
-        noise: tuple[float, float] | None = None,
+        noise: tuple[float | None, float] | None = None,
         **trainer_kwargs: Any,
     ) -> None:
         _check_trl_contract()
@@ -310,7 +311,8 @@ class RankGradGRPOTrainer(GRPOTrainer):
         r, m = torch.where(valid, grouped, 0.0)[keep], valid[keep]
         noise = self._rankgrad_options["noise"]
         if noise is not None:
-            v = rankgrad.noisy.value(r, self.rankgrad_objective, rho0=noise[0], rho1=noise[1], mask=m)
+            rho0 = 0.0 if noise[0] is None else noise[0]  # forward correction: exact when rho0 = 0
+            v = rankgrad.noisy.value(r, self.rankgrad_objective, rho0=rho0, rho1=noise[1], mask=m)
         else:
             v = rankgrad.value(r, self.rankgrad_objective, mask=m)
         return v.float().mean().item()

@@ -105,7 +105,8 @@ class VerlOptions:
       loss_scale: multiply each group by its gradient scale c(N_g, K) (K/N_g for ordergrad), so that
         unequal group sizes weigh as in the unbiased Σ_groups (K/N_g)·Σ_i a_i ∇log π (default False).
       eps: the std offset.
-      noise: ``[rho0, rho1]`` verifier flip rates for 0/1 rewards (``rankgrad.noisy``), or None.
+      noise: ``[rho0, rho1]`` verifier flip rates for 0/1 rewards (``rankgrad.noisy``), or None;
+        ``[null, rho1]`` = false-positive rate unknown: forward correction, mean objective only.
     """
 
     objective: str
@@ -116,7 +117,7 @@ class VerlOptions:
     std_normalize: bool = False
     loss_scale: bool = False
     eps: float = 1e-6
-    noise: tuple[float, float] | None = None
+    noise: tuple[float | None, float] | None = None
 
     def group_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`rankgrad.integrations.group_advantages` besides the objective."""
@@ -219,8 +220,11 @@ def options_from_config(config: Any) -> VerlOptions:
     if raw.get("noise") is not None:
         noise = raw["noise"]
         if not isinstance(noise, (list, tuple)) or len(noise) != 2:
-            raise ValueError(f"{_where('noise')}: expected [rho0, rho1], got {noise!r}.")
-        raw["noise"] = (float(noise[0]), float(noise[1]))
+            raise ValueError(
+                f"{_where('noise')}: expected [rho0, rho1] ([null, rho1]: false-positive rate unknown, "
+                f"forward correction of the mean), got {noise!r}."
+            )
+        raw["noise"] = (None if noise[0] is None else float(noise[0]), float(noise[1]))
     if "estimator" in raw and not isinstance(raw["estimator"], str):
         got = raw["estimator"]
         raise ValueError(f"{_where('estimator')}: expected a name like 'ordergrad', got {got!r}.")

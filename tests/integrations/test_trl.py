@@ -200,6 +200,26 @@ def test_std_normalize_and_estimator_are_passed_through(tmp_path):
                                                                    estimator="pkpo_sloo"), atol=1e-6, rtol=0)
 
 
+def test_noise_corrections_are_passed_through(tmp_path):
+    """noise=(rho0, rho1): the counts-level correction; (None, rho1): the forward correction of the
+    mean, whose logged objective is the pass rate corrected assuming rho0 = 0."""
+    rewards_log: list[torch.Tensor] = []
+    score = _recording_reward(_binary, rewards_log)
+    trainer = _trainer(tmp_path, score, objective="max@2", noise=(0.05, 0.2))
+    out = _generate(trainer, PROMPTS, N)
+    r = rewards_log[-1].view(-1, N).double()
+    want = rankgrad.noisy.advantages(r, "max@2", rho0=0.05, rho1=0.2).reshape(-1)
+    torch.testing.assert_close(out["advantages"].double(), want, atol=1e-6, rtol=0)
+
+    trainer = _trainer(tmp_path, _recording_reward(_binary, rewards_log), objective="mean", noise=(None, 0.2))
+    out = _generate(trainer, PROMPTS, N)
+    r = rewards_log[-1].view(-1, N)
+    torch.testing.assert_close(out["advantages"], _dense_reference(r.reshape(-1), N, "mean") / 0.8,
+                               atol=1e-6, rtol=0)
+    logged = trainer._rankgrad_objective_value(r)
+    assert abs(logged - r.mean().item() / 0.8) < 1e-6
+
+
 def test_eval_uses_num_generations_eval(tmp_path):
     rewards_log: list[torch.Tensor] = []
     config = _config(tmp_path, num_generations_eval=3, per_device_eval_batch_size=6)

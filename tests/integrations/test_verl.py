@@ -252,6 +252,14 @@ def test_options_are_passed_to_group_advantages(options):
     torch.testing.assert_close(adv, want * data.batch["response_mask"], atol=1e-6, rtol=0)
 
 
+def test_forward_noise_correction_from_a_null_false_positive_rate():
+    """``noise: [null, rho1]`` (YAML null) = forward correction of the mean: RLOO / (1 − rho1)."""
+    data = _batch(seed=11)
+    data.batch["token_level_rewards"] = (data.batch["token_level_rewards"] > 0).float()
+    adv = _run(data, _algo(objective="mean", noise=[None, 0.25]))
+    torch.testing.assert_close(adv, _reference(data, "mean") / 0.75, atol=1e-6, rtol=0)
+
+
 # ------------------------------------------------------------------------------- errors
 @pytest.mark.parametrize(
     "config, match",
