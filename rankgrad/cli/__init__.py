@@ -2,7 +2,8 @@
 
 Commands: ``advantages`` (add an advantage column to JSONL / CSV / Parquet rollouts), ``weights``
 (an objective's rank weights and advantages), ``check`` (Monte-Carlo self-test of every estimator's
-unbiasedness claim), ``objectives``, ``estimators`` and ``demo``. Every command is a thin layer over
+unbiasedness claim), ``prompts`` (next epoch's objective-aware prompt sampling probabilities from
+scored rollouts), ``objectives``, ``estimators`` and ``demo``. Every command is a thin layer over
 the public API; matplotlib, pyarrow, tqdm and torch are imported only by the commands that use them.
 
 Exit status: 0 success, 1 bad data or a failed check, 2 bad arguments.
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 import rankgrad
-from rankgrad.cli import _advantages, _check, _demo, _info, _weights
+from rankgrad.cli import _advantages, _check, _demo, _info, _prompts, _weights
 from rankgrad.cli._common import EXIT_USAGE, CliError
 
 __all__ = ["main", "build_parser"]
@@ -25,6 +26,7 @@ examples:
   rankgrad advantages rollouts.jsonl scored.jsonl --objective max@4 --group-key prompt_id
   rankgrad weights --objective cvar:0.2 --k 16 --n 64 -o weights.png
   rankgrad check --objective max@4 --n 8
+  rankgrad prompts rollouts.jsonl probs.csv --objective max@4 --score gradient
   rankgrad objectives
   rankgrad estimators
 
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _advantages.add_parser(sub)
     _weights.add_parser(sub)
     _check.add_parser(sub)
+    _prompts.add_parser(sub)
     _info.add_parsers(sub)
     _demo.add_parser(sub)
     return parser
