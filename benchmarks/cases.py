@@ -138,8 +138,28 @@ def _memory(backend: Backend, fn: Callable[[Any], Any], x: Any) -> tuple[float |
     return mb, method if method != "RSS" else "RSS, warm call"
 
 
+def _recompiles(backend: Backend, fn: Any, y32: np.ndarray, seed: int) -> int | None:
+    """How many new compilations 3 calls on fresh float32 rewards of the same shape trigger (jax:
+    the jitted function's executable cache; torch.compile: dynamo's count of unique graphs)."""
+    if backend.name == "jax":
+        count = fn._cache_size
+    elif backend.name == "torch.compile":
+        from torch._dynamo.utils import counters
+
+        def count() -> int:
+            return int(counters["stats"]["unique_graphs"])
+    else:
+        return None
+    before = count()
+    for j in range(3):
+        backend.sync(fn(backend.convert(_rewards(y32.shape, seed + 1000 + j))))
+    return count() - before
+
+
 # ------------------------------------------------------------------- 1. small groups
-def _small_targets(backend: Backend, g: int, n: int, ms: float, ratio: float) -> list[dict[str, Any]]:
+def _small_targets(
+    backend: Backend, g: int, n: int, ms: float, ratio: float, recompiles: int | None = None
+) -> list[dict[str, Any]]:
     if backend.name == "numpy":
         pairs = [("ratio <= 10", ratio <= 10)]
         if (g, n) == (1024, 16):
@@ -147,6 +167,8 @@ def _small_targets(backend: Backend, g: int, n: int, ms: float, ratio: float) ->
         return _targets(*pairs)
     if backend.name == "torch":
         return _targets(("ratio <= 3", ratio <= 3))
+    if recompiles is not None:
+        return _targets(("no recompile on new values", recompiles == 0))
     return []
 
 
@@ -185,11 +207,13 @@ def _small_row(
         warm = time_call(lambda: backend.sync(fn(x)), budget_s=cfg.budget_s)
         sort_ms = _sorted_ms(backend, x, cfg)
         out32 = backend.to_numpy(backend.sync(fn(x)))
+        recompiles = _recompiles(backend, fn, y32, cfg.seed)
         row.update(
             **_timed_fields(backend, fn, x, y32, ref, cfg, warm.median_ms, cold_ms, sort_ms),
             f32_err=float(np.max(np.abs(out32.astype(np.float64) - ref))),
+            recompiles=recompiles,
         )
-        row["targets"] = _small_targets(backend, g, n, warm.median_ms, row["ratio"])
+        row["targets"] = _small_targets(backend, g, n, warm.median_ms, row["ratio"], recompiles)
     except Exception as exc:  # noqa: BLE001 - recorded in the report
         return _error_row(row, exc, backend)
     return row

@@ -74,6 +74,7 @@ SECTIONS: dict[str, tuple[str, list[Column]]] = {
             Column("peak MB", _peak),
             Column("check (f64 vs naive)", _check),
             Column("f32 err", lambda r: "–" if "f32_err" not in r else f"{r['f32_err']:.1e}"),
+            Column("recompiles", lambda r: "–" if r.get("recompiles") is None else str(r["recompiles"])),
             Column("targets", _targets),
         ],
     ),
