@@ -178,3 +178,13 @@ def test_forward_through_the_main_entry_point(backend):
     ids = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2])
     got = to_numpy(rankgrad.advantages(to_backend(r, backend), "mean", group_ids=ids, noise=(None, 0.3)))
     np.testing.assert_allclose(got, rankgrad.advantages(r, "mean", group_ids=ids) / 0.7, atol=1e-6)
+
+
+def test_value_through_the_main_entry_point(backend):
+    from tests.conftest import to_backend, to_numpy
+
+    r = np.array([[1.0, 0, 0, 1, 0, 1, 0, 0], [0.0, 0, 0, 1, 0, 0, 0, 0]])
+    got = to_numpy(rankgrad.value(to_backend(r, backend), "max@3", noise=(0.1, 0.2)))
+    np.testing.assert_allclose(got, rankgrad.noisy.value(r, "max@3", rho0=0.1, rho1=0.2), atol=1e-6)
+    with pytest.raises(ValueError, match="needs the false-positive rate"):
+        rankgrad.value(r, "mean", noise=(None, 0.2))

@@ -261,6 +261,7 @@ def value(
     *,
     group_ids: Any = None,
     mask: Any = None,
+    noise: tuple[float, float] | None = None,
 ) -> Array:
     """Batch L-value per group: the U-statistic V = mean over K-subsets of Σ_j w_j R_(j:K).
 
@@ -273,6 +274,8 @@ def value(
       objective: a preset string (``"max@4"``) or :class:`rankgrad.Objective` (integer K <= N).
       group_ids: ``[B]`` group labels (ints or strings) for flat rewards.
       mask: bool, shape of ``rewards``: False entries are left out of their group.
+      noise: ``(rho0, rho1)`` verifier flip rates for 0/1 rewards: the noise-corrected value, unbiased
+        for J_K of the true labels (``rankgrad.noisy.value``; both rates are needed here).
 
     Returns:
       ``[...]`` (one per group) or ``[G]`` (one per distinct id, in order of first appearance), in
@@ -283,6 +286,17 @@ def value(
       >>> float(rankgrad.value(np.array([0.0, 1.0, 0.0, 0.0]), "max@2"))  # P(1 in a 2-subset)
       0.5
     """
+    if noise is not None:
+        from rankgrad._src import noisy
+
+        rho0, rho1 = _noise_rates(noise)
+        if rho0 is None:
+            raise ValueError(
+                "noise: the corrected value needs the false-positive rate too (rho0=None is the forward "
+                "correction, which fixes only the gradient's direction); pass rho0=0 if the verifier "
+                "never passes a wrong answer."
+            )
+        return noisy.value(rewards, objective, rho0=rho0, rho1=rho1, group_ids=group_ids, mask=mask)
     g, obj = _prepare(rewards, objective, group_ids, mask, detach=False)
     obj.require_integral("value")
     _require_sizes(g, obj.k, f"value with K={obj.k}")
