@@ -141,6 +141,13 @@ def _require_sizes(g: Grouped, minimum: int, why: str) -> None:
     """Eagerly reject non-empty groups smaller than ``minimum`` (empty groups give 0)."""
     if g.sizes is None:  # traced: too-small groups come out NaN (documented)
         return
+    if g.valid is None:  # every group has `width` samples: a check on Python ints (no graph break)
+        if 0 < g.width < minimum:
+            raise ValueError(
+                f"rewards: {why} needs groups of at least {minimum} samples, but the groups have "
+                f"{g.width}. Sample more per group or lower K."
+            )
+        return
     bad = np.flatnonzero((g.sizes > 0) & (g.sizes < minimum))
     if bad.size:
         first = int(bad[0])
