@@ -203,34 +203,37 @@ def _sizes_backend(g: Grouped) -> Array:
     return g.ops.asarray(g.sizes, g.values)
 
 
-def _rows(g: Grouped, alpha: np.ndarray, field: str) -> Array:
-    """Per-position weights for every group: [1, W] when all groups are full, else [G, W]."""
+def _rows(g: Grouped, alpha: np.ndarray, *fields: str) -> tuple[Array, ...]:
+    """Per-position weights for every group, one per field: [1, W] when all groups are full, else
+    [G, W]. One host call for all fields (each host call is a graph break under torch.compile)."""
     ops = g.ops
     if g.valid is None:
-        return ops.host(_full_row, ops, g.width, alpha, field, g.values)
+        return ops.host(_full_rows, ops, g.width, alpha, fields, g.values)
     if g.sizes is None:  # traced: a row for every possible size 0..W
-        table = ops.host(_size_table, ops, tuple(range(g.width + 1)), g.width, alpha, field, g.values)
-        return table[g.sizes_traced]
+        tables = ops.host(_size_tables, ops, tuple(range(g.width + 1)), g.width, alpha, fields, g.values)
+        return tuple(t[g.sizes_traced] for t in tables)
     distinct, index = np.unique(g.sizes, return_inverse=True)
-    table = ops.host(_size_table, ops, tuple(distinct.tolist()), g.width, alpha, field, g.values)
+    tables = ops.host(_size_tables, ops, tuple(distinct.tolist()), g.width, alpha, fields, g.values)
     if len(distinct) == 1:
-        return table[0][None, :]
-    return table[ops.asarray(index.reshape(-1), g.values)]
+        return tuple(t[0][None, :] for t in tables)
+    rows = ops.asarray(index.reshape(-1), g.values)
+    return tuple(t[rows] for t in tables)
 
 
-def _full_row(ops, width: int, alpha: np.ndarray, field: str, like: Array) -> Array:  # noqa: ANN001
-    return ops.table(getattr(W.rank_tables(width, alpha), field), like)[None, :]
+def _full_rows(ops, width: int, alpha: np.ndarray, fields: tuple, like: Array) -> tuple:  # noqa: ANN001
+    tables = W.rank_tables(width, alpha)
+    return tuple(ops.table(getattr(tables, f), like)[None, :] for f in fields)
 
 
-def _size_table(ops, sizes: tuple, width: int, alpha: np.ndarray, field: str, like: Array) -> Array:  # noqa: ANN001
-    return ops.table(W.stacked_tables(sizes, width, alpha, field), like)
+def _size_tables(ops, sizes: tuple, width: int, alpha: np.ndarray, fields: tuple, like: Array) -> tuple:  # noqa: ANN001
+    return tuple(ops.table(W.stacked_tables(sizes, width, alpha, f), like) for f in fields)
 
 
 def _scan(s: _Sorted, g: Grouped, kind: str, obj: Objective) -> Array:
     """Σ_{m<t} y_m lo(m) + y_t self(t) + Σ_{m>t} y_m hi(m) in sorted order, as
     cumsum(y·lo) + revcumsum(y·hi) + y·mid (two scans; suffix sums by a reversed scan)."""
     ops, y, a = g.ops, s.yc, obj.low_first
-    lo, mid, hi = (_rows(g, a, f"{kind}_{part}") for part in ("lo", "mid", "hi"))
+    lo, mid, hi = _rows(g, a, f"{kind}_lo", f"{kind}_mid", f"{kind}_hi")
     return ops.cumsum(y * lo) + ops.rev_cumsum(y * hi) + y * mid
 
 
@@ -309,7 +312,7 @@ def value(
     _require_sizes(g, obj.k, f"value with K={obj.k}")
     ops = g.ops
     s = _sort_centre(g)
-    p = _rows(g, obj.low_first, "value")
+    (p,) = _rows(g, obj.low_first, "value")
     if ops.differentiable:
         p = _tie_average(g, s, p)
     v = _value_sorted(g, s, p)
@@ -565,7 +568,7 @@ def _chen(g: Grouped, obj: Objective, eps: float) -> Array:
     _require_sizes(g, obj.k + 1, f"estimator='chen_passk' with K={obj.k} (K <= N−1)")
     s = _sort_centre(g)
     q = _q_sorted(g, s, obj)
-    p = _rows(g, obj.low_first, "value")
+    (p,) = _rows(g, obj.low_first, "value")
     v = _value_sorted(g, s, p)[:, None]
     var = v * (1 - v)
     sigma = ops.where(var > 0, var, 1.0) ** 0.5
