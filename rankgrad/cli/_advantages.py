@@ -193,9 +193,8 @@ def _validate(scan: _io.Scan, obj: rankgrad.Objective, est: str, args: argparse.
 
 
 def _status_message(status: int, rk: str) -> str:
-    what = {_io.MISSING: f"missing reward key {rk!r}", _io.NULL: f"reward {rk!r} is empty/null",
-            _io.NAN: f"reward {rk!r} is NaN", _io.INF: f"reward {rk!r} is infinite"}[status]
-    return f"{what}; see --reward-key, or --unscorable zero to give such rows advantage 0"
+    return f"{_io.reward_problem(status, rk)}; see --reward-key, or --unscorable zero to give such rows " \
+        "advantage 0"
 
 
 def _small_group_problems(scan: _io.Scan, obj: rankgrad.Objective, small: np.ndarray, sizes: np.ndarray,

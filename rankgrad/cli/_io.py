@@ -45,6 +45,12 @@ STATUS_TEXT = {MISSING: "missing reward key", NULL: "empty/null reward", NAN: "N
                INF: "infinite reward"}
 
 
+def reward_problem(status: int, reward_key: str) -> str:
+    """What is wrong with an unscorable row's reward (``status`` in UNSCORABLE), for a FILE:LINE report."""
+    return {MISSING: f"missing reward key {reward_key!r}", NULL: f"reward {reward_key!r} is empty/null",
+            NAN: f"reward {reward_key!r} is NaN", INF: f"reward {reward_key!r} is infinite"}[status]
+
+
 # ------------------------------------------------------------------ formats
 @dataclass(frozen=True)
 class FileSpec:

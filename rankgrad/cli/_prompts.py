@@ -247,9 +247,7 @@ def _validate(scan: _io.Scan, rk: str) -> list[tuple[int, str]]:
     for i in np.flatnonzero(has_group & np.isin(scan.status, _io.UNSCORABLE)):
         st = int(scan.status[i])
         scan.counts[_io.STATUS_TEXT[st]] += 1
-        what = {_io.MISSING: f"missing reward key {rk!r}; see --reward-key",
-                _io.NULL: f"reward {rk!r} is empty/null", _io.NAN: f"reward {rk!r} is NaN",
-                _io.INF: f"reward {rk!r} is infinite"}[st]
+        what = _io.reward_problem(st, rk) + ("; see --reward-key" if st == _io.MISSING else "")
         problems.append((int(scan.locs[i]), what))
     ok = has_group & (scan.status == _io.OK)
     for i in np.flatnonzero(ok & ((scan.rewards < 0) | (scan.rewards > 1))):
