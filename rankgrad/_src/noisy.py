@@ -190,6 +190,8 @@ def forward_advantages(
 
     (for a K-sample mean objective, the ordinary advantages of that objective / (1 − ρ1), with K/N).
 
+    (Derived from the description in arXiv 2510.00915 — score-function terms reweighted so the expected
+    update has the clean direction, using only the FN rate — not transcribed from its algorithm.)
     So it is unbiased for the clean mean when the verifier never passes a wrong answer (ρ0 = 0, the
     usual case for rule-based checkers), and otherwise short by the constant (1 − ρ0 − ρ1)/(1 − ρ1)
     <= 1: the direction of a whole batch's update is the clean one whatever ρ0 is, and ρ0 need not be
