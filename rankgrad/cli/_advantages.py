@@ -24,6 +24,7 @@ from rankgrad.cli._common import (
     positive_int,
     progress_enabled,
     require,
+    require_folder,
 )
 
 HELP = "add a per-rollout advantage column to a JSONL / CSV / Parquet file of rollouts"
@@ -120,9 +121,7 @@ def run(args: argparse.Namespace) -> int:
         require("pyarrow.parquet", "parquet", "reading or writing Parquet")
     if not os.path.isfile(src.path):
         raise CliError(f"IN {src.path!r}: no such file.")
-    folder = os.path.dirname(os.path.abspath(out.path))
-    if not os.path.isdir(folder):
-        raise CliError(f"OUT {out.path!r}: folder {folder!r} does not exist.")
+    require_folder(out.path, "OUT")
     progress = progress_enabled(args.quiet)
 
     scan = _io.scan(src, args.group_key, args.reward_key, args.advantage_key, overwrite=args.overwrite,
@@ -133,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     need = max(obj.k + 1, 2)
     valid, problems, notes = _validate(scan, obj, est, args, need)
     if problems or sum(scan.counts.values()):
-        _report(scan, problems, args, out.path)
+        _io.report_problems(scan, problems, max_errors=args.max_errors, command="advantages",
+                            written=f" to {out.path}")
         return EXIT_DATA
 
     adv = np.zeros(scan.n_rows)
@@ -215,21 +215,6 @@ def _small_group_problems(scan: _io.Scan, obj: rankgrad.Objective, small: np.nda
         problems.append((-1, f"hint: most groups are too small for {obj.name} (median "
                                                  f"size {np.median(sizes):g} over {len(sizes)} groups); is "
                                                  f"--group-key {group_key!r} the prompt id?"))
-
-
-def _report(scan: _io.Scan, problems: list[tuple[int, str]], args: argparse.Namespace, out_path: str) -> None:
-    every = sorted((p for p in scan.problems + problems if not p[1].startswith("hint:")), key=lambda x: x[0])
-    shown = every if args.max_errors <= 0 else every[: args.max_errors]
-    for loc, msg in shown:
-        print(f"{scan.spec.loc(loc)}: {msg}", file=sys.stderr)
-    for _, msg in problems:
-        if msg.startswith("hint:"):
-            print(f"rankgrad advantages: {msg}", file=sys.stderr)
-    total = sum(scan.counts.values())
-    listed = "; ".join(f"{n} {cat}" for cat, n in scan.counts.most_common())
-    more = "" if len(shown) >= total else f" (listed {len(shown)}; --max-errors 0 lists all)"
-    print(f"rankgrad advantages: {total} problem(s) in {scan.spec.path}: {listed}{more}. Locations are "
-          f"{scan.spec.where}. Nothing was written to {out_path}.", file=sys.stderr)
 
 
 def _compute(rewards: np.ndarray, codes: np.ndarray, obj: rankgrad.Objective, est: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 from types import ModuleType
@@ -85,6 +86,13 @@ def fmt_noise(noise: tuple[float | None, float]) -> str:
     """``0.05,0.2`` or ``unknown,0.2``."""
     rho0 = "unknown" if noise[0] is None else f"{noise[0]:g}"
     return f"{rho0},{noise[1]:g}"
+
+
+def require_folder(path: str, what: str) -> None:
+    """Fail before any work if the folder an output file goes into does not exist."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CliError(f"{what} {path!r}: folder {folder!r} does not exist.")
 
 
 def positive_int(text: str) -> int:

@@ -20,6 +20,7 @@ import io
 import json
 import math
 import os
+import sys
 import tempfile
 from array import array
 from collections import Counter
@@ -49,6 +50,24 @@ def reward_problem(status: int, reward_key: str) -> str:
     """What is wrong with an unscorable row's reward (``status`` in UNSCORABLE), for a FILE:LINE report."""
     return {MISSING: f"missing reward key {reward_key!r}", NULL: f"reward {reward_key!r} is empty/null",
             NAN: f"reward {reward_key!r} is NaN", INF: f"reward {reward_key!r} is infinite"}[status]
+
+
+def report_problems(scan: Scan, problems: list[tuple[int, str]], *, max_errors: int, command: str,
+                    written: str = "") -> None:
+    """Print every bad row as ``FILE:LINE: message`` (at most ``max_errors``; 0 = all), the messages
+    starting with "hint:", then a summary: counts per kind and "Nothing was written{written}."."""
+    every = sorted((p for p in scan.problems + problems if not p[1].startswith("hint:")), key=lambda x: x[0])
+    shown = every if max_errors <= 0 else every[:max_errors]
+    for loc, msg in shown:
+        print(f"{scan.spec.loc(loc)}: {msg}", file=sys.stderr)
+    for _, msg in problems:
+        if msg.startswith("hint:"):
+            print(f"rankgrad {command}: {msg}", file=sys.stderr)
+    total = sum(scan.counts.values())
+    listed = "; ".join(f"{n} {cat}" for cat, n in scan.counts.most_common())
+    more = "" if len(shown) >= total else f" (listed {len(shown)}; --max-errors 0 lists all)"
+    print(f"rankgrad {command}: {total} problem(s) in {scan.spec.path}: {listed}{more}. Locations are "
+          f"{scan.spec.where}. Nothing was written{written}.", file=sys.stderr)
 
 
 # ------------------------------------------------------------------ formats

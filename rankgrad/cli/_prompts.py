@@ -26,6 +26,7 @@ from rankgrad.cli._common import (
     positive_int,
     progress_enabled,
     require,
+    require_folder,
 )
 from rankgrad.sampling import SCORES, PromptSampler, prompt_scores
 
@@ -170,12 +171,6 @@ def _out_format(path: str) -> str:
     return _OUT_FORMATS[ext]
 
 
-def _check_folder(path: str, what: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise CliError(f"{what} {path!r}: folder {folder!r} does not exist.")
-
-
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     spec = args.objective if args.objective is not None else "max" if args.k is not None else "max@4"
@@ -193,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"IN {src.path!r}: no such file.")
     for path, what in ((args.output, "OUT"), (args.draws_out, "--draws-out")):
         if path:
-            _check_folder(path, what)
+            require_folder(path, what)
 
     # no advantage column is written, so no key can clash: overwrite=True turns that check off
     scan = _io.scan(src, args.group_key, args.reward_key, "", overwrite=True, want_columns=False,
@@ -202,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"{src.path}: no rows.", EXIT_DATA)
     problems = _validate(scan, args.reward_key)
     if problems or sum(scan.counts.values()):
-        _report(scan, problems, args)
+        _io.report_problems(scan, problems, max_errors=args.max_errors, command="prompts")
         return EXIT_DATA
 
     sampler = _sampler(len(scan.labels), obj, args)
@@ -255,18 +250,6 @@ def _validate(scan: _io.Scan, rk: str) -> list[tuple[int, str]]:
         problems.append((int(scan.locs[i]), f"reward {rk!r} = {scan.rewards[i]:g} is outside [0, 1] "
                                             "(expected a pass/fail outcome or a pass rate)"))
     return problems
-
-
-def _report(scan: _io.Scan, problems: list[tuple[int, str]], args: argparse.Namespace) -> None:
-    every = sorted(scan.problems + problems, key=lambda x: x[0])
-    shown = every if args.max_errors <= 0 else every[: args.max_errors]
-    for loc, msg in shown:
-        print(f"{scan.spec.loc(loc)}: {msg}", file=sys.stderr)
-    total = sum(scan.counts.values())
-    listed = "; ".join(f"{n} {cat}" for cat, n in scan.counts.most_common())
-    more = "" if len(shown) >= total else f" (listed {len(shown)}; --max-errors 0 lists all)"
-    print(f"rankgrad prompts: {total} problem(s) in {scan.spec.path}: {listed}{more}. Locations are "
-          f"{scan.spec.where}. Nothing was written.", file=sys.stderr)
 
 
 def _key_text(key: Any) -> str:
