@@ -114,6 +114,12 @@ def pyplot():
     return plt
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (numpy, max-shifted)."""
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
 def mean_spread(xs: Iterable[float]) -> tuple[float, float]:
     """Mean and standard error (0 for one value) of a few per-seed numbers."""
     a = np.asarray(list(xs), dtype=float)

@@ -70,6 +70,7 @@ import numpy as np
 
 import rankgrad
 from rankgrad.experiments import _common
+from rankgrad.experiments._common import softmax
 
 NAME = "noisy"
 ARMS = ("naive", "corrected", "oracle", "mean")
@@ -116,11 +117,6 @@ class Config:
 def success_table() -> np.ndarray:
     """s[j, m], shape [P, M]."""
     return np.array(SUCCESS, dtype=np.float64)
-
-
-def softmax(theta: np.ndarray) -> np.ndarray:
-    e = np.exp(theta - theta.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 def exact_value(pi: Any, objective: str = "max@4", rho0: float = 0.0, rho1: float = 0.0) -> Any:

@@ -75,6 +75,7 @@ from gymnasium import spaces
 
 import rankgrad
 from rankgrad.experiments import _common
+from rankgrad.experiments._common import softmax
 
 NAME = "risk"
 
@@ -237,11 +238,6 @@ class Rollouts:
     states: np.ndarray | None = None
     actions: np.ndarray | None = None
     alive: np.ndarray | None = None
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
 
 
 def rollout(
