@@ -1,6 +1,6 @@
 """A deliberately simple dense reference for the batch L-statistic estimators (tests and benchmarks only).
 
-Written from ``MATH.md`` alone; nothing here imports rankgrad. For one group of N rewards sorted
+Written from ``docs/math.md`` alone; nothing here imports rankgrad. For one group of N rewards sorted
 y_1 <= … <= y_N and top-first weights w (low-first α = w reversed, length K):
 
     P_{n,k}(m, j) = C(m−1, j−1) · C(n−m, k−j) / C(n, k)          (dense [n, k] table)

@@ -98,7 +98,7 @@ def test_maxpo_leave_two_out_equals_ordergrad(backend, n, k):
 
 def test_binary_max_at_k_closed_form():
     """c correct of N, max@K: a_correct = C(N−c, K)/C(N−1, K), a_wrong = C(N−c−1, K)/C(N−1, K) −
-    C(N−c−1, K−1)/C(N−1, K−1) (MATH.md); N=8, c=3, K=4 gives +5/35 and −3/35."""
+    C(N−c−1, K−1)/C(N−1, K−1) (docs/math.md, section 3); N=8, c=3, K=4 gives +5/35 and −3/35."""
     from math import comb
 
     for n, c, k in [(8, 3, 4), (16, 1, 4), (16, 15, 8), (32, 5, 7), (64, 2, 16)]:

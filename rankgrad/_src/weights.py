@@ -7,7 +7,7 @@ For a group of n sorted rewards and a K-subset drawn uniformly from it,
 is the probability that the item at sorted position m (1-based, low → high) is the j-th smallest of the
 subset. Every batch estimator contracts this family with the objective's low-first weights α, giving
 vectors of length n that depend on (n, K, α) only. They are built here once, in float64 and in log
-space (no overflow at n = 10^6), and cached; backends only sort, multiply and scan (see ``MATH.md``).
+space (no overflow at n = 10^6), and cached; backends only sort, multiply and scan (see ``docs/math.md``).
 
 Tables for a group of size n (positions t = 1..n; entries that a formula never reads are 0):
 

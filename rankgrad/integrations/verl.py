@@ -360,7 +360,7 @@ def is_registered(name: str = NAME) -> bool:
 
 
 # The known case: max@4, 0/1 rewards, two groups of different sizes. For c correct out of N
-# (MATH.md, "Binary rewards"): a_correct = C(N−c, K)/C(N−1, K),
+# (docs/math.md, "Binary rewards, max@K"): a_correct = C(N−c, K)/C(N−1, K),
 # a_wrong = C(N−c−1, K)/C(N−1, K) − C(N−c−1, K−1)/C(N−1, K−1).
 # N=8, c=3: +5/35, −3/35.  N=5, c=1: +1, −1/4.
 _CHECK_REWARDS = [1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0]
