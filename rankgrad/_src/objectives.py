@@ -15,16 +15,25 @@ Objectives come from one of:
 Fractional K is accepted by ``max@K`` and ``min@K`` only (J = E[max] with K real is Σ r (F^K − F_prev^K));
 such objectives have no weight vector and are usable by ``rankgrad.exact`` alone. Every batch
 estimator (``rankgrad.value``, ``rankgrad.advantages``) needs an integer K.
+
+Limits, each checked before anything of size K is built: presets and ``from_function`` take
+K <= ``MAX_K`` = 10^6 (``from_weights`` takes a vector of any length), ``"lmoment:r@K"`` an order
+r <= ``MAX_LMOMENT_ORDER`` = 10, and :func:`parse` a string of at most ``MAX_SPEC_LENGTH`` = 200
+characters, read in linear time. Every :class:`Objective` is validated when it is built, however it
+is built: bad values raise ``ValueError``, bad types ``InputTypeError``, each naming the argument.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from rankgrad._src.errors import InputTypeError
 
 __all__ = [
     "Objective",
@@ -47,10 +56,27 @@ __all__ = [
     "gini_mean_difference",
     "l_moment",
     "PRESET_FORMS",
+    "MAX_K",
+    "MAX_LMOMENT_ORDER",
+    "MAX_SPEC_LENGTH",
 ]
 
 # Tolerance used when q·K should be an integer but floating point puts it a hair above one.
 _INTEGRAL_TOL = 1e-9
+
+# Largest K a preset (string or constructor) or Objective.from_function accepts. Every batch estimator
+# needs N >= K samples per group, and 10^6 is the largest group size the benchmarks run (N = 10^6,
+# K = 10^4); at the cap a weight vector is 8 MB and every preset builds in about a second or less. The cap
+# is checked before anything of size K is allocated. Objective.from_weights takes a vector of any length.
+MAX_K = 1_000_000
+
+# Largest L-moment order r for "lmoment:r@K". The weights are an alternating sum whose terms grow like
+# C(r−1, s)·C(r−1+s, s); against exact rational weights (K up to 10^6) float64 keeps their relative
+# error below 2e-10 up to r = 10, and loses 3e-9 at r = 12, 1e-3 at r = 20, every digit by r = 30.
+MAX_LMOMENT_ORDER = 10
+
+# Longest preset string parse() reads (the longest valid preset is a few dozen characters).
+MAX_SPEC_LENGTH = 200
 
 PRESET_FORMS = (
     '"mean", "mean@K"',
@@ -77,6 +103,14 @@ class Objective:
       weights: top-first rank weights, a read-only float64 array of shape ``[K]``; ``None`` for a
         fractional-K objective.
       name: a short label, the preset string where there is one.
+      kind: ``"max"`` or ``"min"`` for a fractional-K extreme (the only objectives without weights);
+        ignored when ``weights`` is given.
+
+    Raises:
+      ValueError: weights that are empty, not 1-D, not finite or not of length ``k``; a ``k`` that is
+        not an integer >= 1 while weights are given; ``weights=None`` except for a fractional-K
+        ``"max"``/``"min"`` kind with a finite ``k > 0``.
+      InputTypeError: a non-numeric ``k`` or ``weights``, or a ``name`` that is not a string.
     """
 
     k: int | float
@@ -85,10 +119,42 @@ class Objective:
     kind: str = field(default="weights", repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.weights is not None:
-            w = np.array(self.weights, dtype=np.float64).reshape(-1)
-            w.setflags(write=False)
-            object.__setattr__(self, "weights", w)
+        if not isinstance(self.name, str):
+            raise InputTypeError(f"name: expected a string label, got {type(self.name).__name__}.")
+        k = _real(self.k, "k")
+        if self.weights is None:
+            if self.kind not in ("max", "min"):
+                raise ValueError(
+                    f"weights: required (a top-first vector of length K) for kind={self.kind!r}; only "
+                    "a fractional-K max@K or min@K has no weights. Use Objective.from_weights(vector)."
+                )
+            if not (math.isfinite(k) and k > 0):
+                raise ValueError(f"k: expected a finite K > 0 for {self.kind}@K, got {self.k!r}.")
+            if k >= 1 and k == math.floor(k):
+                fix = "best_of_k" if self.kind == "max" else "worst_of_k"
+                raise ValueError(
+                    f"weights: an integer K={self.k!r} needs its weight vector; build "
+                    f"{self.kind}@K with rankgrad.objectives.{fix}({int(k)})."
+                )
+            object.__setattr__(self, "k", float(k))
+            return
+        w = _as_weights(self.weights)
+        if not (math.isfinite(k) and k == math.floor(k) and k >= 1):
+            raise ValueError(
+                f"k: expected an integer K >= 1 (the length of weights) when weights are given, got "
+                f"{self.k!r}; fractional K exists only for max@K and min@K (best_of_k, worst_of_k)."
+            )
+        if w.size != int(k):
+            raise ValueError(
+                f"weights: expected length k={int(k)} (one weight per rank, top-first), got {w.size}; "
+                "pad weights with zeros or fix k (Objective.from_weights infers k from the length)."
+            )
+        # A read-only view of a private buffer (torch.compile wraps arrays by briefly making them
+        # writable, which a view allows and a read-only owner of its memory does not).
+        w = w.view()
+        w.setflags(write=False)
+        object.__setattr__(self, "k", int(k))
+        object.__setattr__(self, "weights", w)
 
     # Equality and hashing by value so objectives can key caches.
     def __eq__(self, other: object) -> bool:
@@ -180,24 +246,19 @@ class Objective:
 
         Raises:
           ValueError: if ``weights`` is empty, not 1-D, not finite, or not of length ``k``.
+          InputTypeError: if ``weights`` is not numeric (strings, complex numbers).
 
         Example:
           >>> import rankgrad
           >>> rankgrad.Objective.from_weights([0.5, 0.5, 0, 0]).name  # mean of the top 2 of 4
           'weights@4'
         """
-        w = np.asarray(weights, dtype=np.float64)
-        if w.ndim != 1 or w.size == 0:
-            raise ValueError(
-                f"weights: expected a non-empty 1-D top-first vector of length K, got shape {w.shape}."
-            )
+        w = _as_weights(weights)
         if k is not None and w.size != k:
             raise ValueError(
                 f"weights: expected length K={k} (one weight per rank, top-first), got {w.size}; "
                 "pad with zeros or fix k."
             )
-        if not np.all(np.isfinite(w)):
-            raise ValueError("weights: every entry must be finite (no NaN or inf).")
         return cls(k=int(w.size), weights=w, name=name or f"weights@{w.size}")
 
     @classmethod
@@ -232,16 +293,71 @@ ObjectiveLike = Objective | str
 
 
 # ---------------------------------------------------------------------- helpers
+def _real(x: object, arg: str) -> float:
+    """``x`` as a float if it is a real number (not a bool), else InputTypeError naming ``arg``."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise InputTypeError(f"{arg}: expected a real number, got {type(x).__name__} {x!r:.60}.")
+    try:
+        return float(x)
+    except OverflowError:  # an int beyond the float range
+        return math.inf if x > 0 else -math.inf
+
+
+def _as_weights(weights: object) -> np.ndarray:
+    """A float64 copy of a top-first weight vector: numeric, 1-D, non-empty and finite."""
+    try:
+        raw = np.asarray(weights)
+    except (TypeError, ValueError) as err:
+        raise InputTypeError(f"weights: expected a 1-D array of real numbers ({err}).") from None
+    if raw.dtype.kind == "O":
+        try:
+            raw = raw.astype(np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raw = None
+    if raw is None or raw.dtype.kind not in "biuf":
+        got = "objects" if raw is None else f"dtype {np.asarray(weights).dtype}"
+        raise InputTypeError(
+            f"weights: expected real numbers (float, int or bool), got {got}; pass the real part or "
+            "convert the entries to numbers first."
+        )
+    if raw.ndim != 1 or raw.size == 0:
+        raise ValueError(
+            f"weights: expected a non-empty 1-D top-first vector of length K, got shape {raw.shape}."
+        )
+    w = np.array(raw, dtype=np.float64)
+    if not np.all(np.isfinite(w)):
+        raise ValueError("weights: every entry must be finite (no NaN or inf).")
+    return w
+
+
+def _check_count(x: object, arg: str, lo: int = 1) -> int:
+    """An integer >= ``lo`` (ints, or floats with an integer value), else an error naming ``arg``."""
+    v = _real(x, arg)
+    if not (math.isfinite(v) and v == math.floor(v) and v >= lo):
+        raise ValueError(f"{arg}: expected an integer >= {lo}, got {x!r}.")
+    return int(v)
+
+
+def _check_cap(k: float, arg: str) -> None:
+    if k > MAX_K:
+        raise ValueError(
+            f"{arg}: K={k:.15g} exceeds the preset limit MAX_K = {MAX_K:_} (rankgrad.objectives.MAX_K); "
+            "use a smaller K, or build the objective from an explicit top-first vector with "
+            "rankgrad.Objective.from_weights(weights), which takes any length."
+        )
+
+
 def _check_k(k: object, arg: str = "k") -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer, float, np.floating)):
-        raise ValueError(f"{arg}: expected a positive integer, got {k!r}.")
-    if float(k) != math.floor(float(k)) or k < 1:
+    """A sample size K: an integer in [1, MAX_K], checked before anything of size K exists."""
+    v = _real(k, arg)
+    if not (math.isfinite(v) and v == math.floor(v) and v >= 1):
         raise ValueError(f"{arg}: expected an integer K >= 1, got {k!r}.")
-    return int(k)
+    _check_cap(v, arg)
+    return int(v)
 
 
 def _check_level(q: float, arg: str, *, lo_open: bool, hi_open: bool = False) -> float:
-    q = float(q)
+    q = _real(q, arg)
     ok_lo = q > 0 if lo_open else q >= 0
     ok_hi = q < 1 if hi_open else q <= 1
     if not (math.isfinite(q) and ok_lo and ok_hi):
@@ -279,21 +395,22 @@ def worst_of_k(k: float) -> Objective:
 
 
 def _extreme(kind: str, k: float) -> Objective:
-    kf = float(k)
+    kf = _real(k, "k")
     if not (math.isfinite(kf) and kf > 0):
-        raise ValueError(f"k: expected K > 0 for {kind}@K, got {k!r}.")
+        raise ValueError(f"k: expected a finite K > 0 for {kind}@K, got {k!r}.")
+    _check_cap(kf, "k")
     if kf == math.floor(kf) and kf >= 1:
         ki = int(kf)
         alpha = np.zeros(ki)
         alpha[-1 if kind == "max" else 0] = 1.0
         return Objective(k=ki, weights=alpha[::-1], name=f"{kind}@{ki}", kind=kind)
-    return Objective(k=kf, weights=None, name=f"{kind}@{kf:g}", kind=kind)
+    return Objective(k=kf, weights=None, name=f"{kind}@{kf:.15g}", kind=kind)
 
 
 def rank(r: int, k: int) -> Objective:
     """The r-th largest of K (r = 1 is the maximum, r = K the minimum)."""
     k = _check_k(k)
-    r = _check_k(r, "r")
+    r = _check_count(r, "r")
     if r > k:
         raise ValueError(f"r: rank must satisfy 1 <= r <= K={k}, got {r}.")
     w = np.zeros(k)
@@ -303,7 +420,7 @@ def rank(r: int, k: int) -> Objective:
 
 def top_mean(m: int, k: int) -> Objective:
     """Mean of the m largest of K draws."""
-    k, m = _check_k(k), _check_k(m, "m")
+    k, m = _check_k(k), _check_count(m, "m")
     if m > k:
         raise ValueError(f"m: expected 1 <= m <= K={k}, got {m}.")
     w = np.zeros(k)
@@ -313,7 +430,7 @@ def top_mean(m: int, k: int) -> Objective:
 
 def bottom_mean(m: int, k: int) -> Objective:
     """Mean of the m smallest of K draws."""
-    k, m = _check_k(k), _check_k(m, "m")
+    k, m = _check_k(k), _check_count(m, "m")
     if m > k:
         raise ValueError(f"m: expected 1 <= m <= K={k}, got {m}.")
     w = np.zeros(k)
@@ -367,7 +484,7 @@ def median(k: int) -> Objective:
 def trimmed_mean(m: int, k: int) -> Objective:
     """Mean of the K − 2m middle ranks (m dropped from each end)."""
     k = _check_k(k)
-    m = int(m)
+    m = _check_count(m, "m", lo=0)
     if m < 0 or 2 * m >= k:
         raise ValueError(f"m: trimming m from each end needs 0 <= m and 2m < K={k}, got m={m}.")
     alpha = np.zeros(k)
@@ -379,7 +496,7 @@ def winsorized_mean(m: int, k: int) -> Objective:
     """Winsorized mean: the m lowest draws replaced by the (m+1)-th lowest, the m highest by the
     (m+1)-th highest, then averaged."""
     k = _check_k(k)
-    m = int(m)
+    m = _check_count(m, "m", lo=0)
     if m < 0 or 2 * m >= k:
         raise ValueError(f"m: winsorizing m at each end needs 0 <= m and 2m < K={k}, got m={m}.")
     alpha = np.full(k, 1.0 / k)
@@ -397,7 +514,14 @@ def harrell_davis(q: float, k: int) -> Objective:
     k = _check_k(k)
     q = _check_level(q, "q", lo_open=True, hi_open=True)
     a, b = q * (k + 1), (1 - q) * (k + 1)
-    cdf = np.array([_betainc(a, b, j / k) for j in range(k + 1)])
+    x = np.arange(k + 1) / k
+    # Far from the bulk of Beta(a, b), I_x is 0 or 1 to the last bit (its front factor underflows);
+    # only the O(√K) points near q·K need the continued fraction.
+    with np.errstate(divide="ignore"):
+        log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * np.log(x) + b * np.log1p(-x)
+    cdf = (x > (a + 1.0) / (a + b + 2.0)).astype(np.float64)
+    for j in np.flatnonzero(log_front >= -750.0):
+        cdf[j] = _betainc(a, b, j / k)
     cdf[0], cdf[-1] = 0.0, 1.0
     return _low_first(np.diff(cdf), k, f"hd:{q:g}@{k}")
 
@@ -419,16 +543,24 @@ def l_moment(r: int, k: int) -> Objective:
     b_s = (1/K) Σ_j [C(j-1, s) / C(K-1, s)] X_(j) (ranks low → high). l_1 is the mean, l_2 half the
     Gini mean difference."""
     k = _check_k(k)
-    r = _check_k(r, "r")
+    r = _check_count(r, "r")
     if r > k:
         raise ValueError(f"r: the r-th L-moment needs r <= K={k}, got {r}.")
-    j = np.arange(1, k + 1)
+    if r > MAX_LMOMENT_ORDER:
+        raise ValueError(
+            f"r: L-moments are built up to order r = {MAX_LMOMENT_ORDER} "
+            f"(rankgrad.objectives.MAX_LMOMENT_ORDER), got {r}; beyond it float64 weights lose more "
+            "than 2e-10 of their size to cancellation. Give exact weights with "
+            "rankgrad.Objective.from_weights if you need a higher order."
+        )
+    jm1 = np.arange(k, dtype=np.float64)  # j − 1 for ranks j = 1..K, low → high
+    ratio = np.ones(k)  # C(j−1, s) / C(K−1, s) = Π_{i<s} (j−1−i) / (K−1−i), s = 0 first
     alpha = np.zeros(k)
     for s in range(r):
+        if s:
+            ratio *= (jm1 - (s - 1)) / (k - s)
         coef = (-1) ** (r - 1 - s) * math.comb(r - 1, s) * math.comb(r - 1 + s, s)
-        pwm = np.array([math.comb(int(jj) - 1, s) for jj in j], dtype=np.float64)
-        pwm /= math.comb(k - 1, s) * k
-        alpha += coef * pwm
+        alpha += (coef / k) * ratio
     return _low_first(alpha, k, f"lmoment:{r}@{k}")
 
 
@@ -444,6 +576,8 @@ def _betainc(a: float, b: float, x: float) -> float:
     )
     if x > (a + 1.0) / (a + b + 2.0):
         return 1.0 - _betainc(b, a, 1.0 - x)
+    if log_front < -750.0:  # exp(log_front) is exactly 0.0 in float64: skip the continued fraction
+        return 0.0
     tiny = 1e-300
     c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
     d = 1.0 / (d if abs(d) > tiny else tiny)
@@ -464,30 +598,88 @@ def _betainc(a: float, b: float, x: float) -> float:
 
 
 # -------------------------------------------------------------------- parser
-_NUM = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
-_SPEC = re.compile(rf"^\s*(?P<name>[a-z_]+)(?::(?P<param>{_NUM}))?(?:@(?P<k>{_NUM}))?\s*$")
+# A number: digits with an optional fraction, or a bare fraction, then an optional exponent. Each piece
+# has one way to match, so the pattern runs in linear time.
+_NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_NAME = re.compile(r"[a-z_]+")
 
 
-def _parse_error(spec: object, why: str) -> ValueError:
+def _shown(spec: str) -> str:
+    return repr(spec) if len(spec) <= 80 else f"{spec[:60]!r}... ({len(spec)} characters)"
+
+
+def _parse_error(spec: str, why: str) -> ValueError:
     forms = "\n  ".join(PRESET_FORMS)
     return ValueError(
-        f"objective: cannot parse {spec!r} ({why}). Valid forms:\n  {forms}\n"
+        f"objective: cannot parse {_shown(spec)} ({why}). Valid forms:\n  {forms}\n"
         "or an Objective, e.g. rankgrad.Objective.from_weights([1, 0, 0, 0]) (top-first)."
     )
+
+
+def _type_error(objective: object) -> InputTypeError:
+    hint = "; decode it first, e.g. spec.decode()" if isinstance(objective, (bytes, bytearray)) else ""
+    return InputTypeError(
+        f"objective: expected a preset string (e.g. 'max@4') or rankgrad.Objective, got "
+        f"{type(objective).__name__}{hint}."
+    )
+
+
+def _tokens(spec: str) -> tuple[str, str | None, str | None]:
+    """``name[:param][@K]`` → (name, param or None, K or None), by splitting (no backtracking)."""
+    s = spec.strip().lower()
+    head, at, k_str = s.partition("@")
+    name, colon, param = head.partition(":")
+    if "@" in k_str:
+        raise _parse_error(spec, "more than one '@'")
+    if ":" in param or ":" in k_str:
+        raise _parse_error(spec, "more than one ':' or a ':' after '@'")
+    if _NAME.fullmatch(name) is None:
+        raise _parse_error(spec, "not of the form name[:param]@K, name in letters and '_'")
+    if colon and _NUMBER.fullmatch(param) is None:
+        raise _parse_error(spec, f"the parameter {param!r} is not a plain decimal number")
+    if at and _NUMBER.fullmatch(k_str) is None:
+        raise _parse_error(spec, f"K={k_str!r} is not a plain decimal number")
+    return name, (param if colon else None), (k_str if at else None)
 
 
 def parse(spec: str) -> Objective:
     """Parse a preset string such as ``"max@4"``, ``"cvar:0.25@8"`` or ``"rank:2@5"``.
 
+    The string is ``name[:param][@K]`` (case and surrounding spaces ignored), at most
+    ``MAX_SPEC_LENGTH`` = 200 characters; numbers are plain decimals (``4``, ``0.25``, ``1e3``) and
+    K is at most ``MAX_K`` = 1,000,000 (``Objective.from_weights`` takes longer vectors).
+
     Raises:
-      ValueError: for an unknown name or an ill-formed string, listing the valid forms.
+      ValueError: for an unknown name, an ill-formed string or an out-of-range number, listing the
+        valid forms.
+      InputTypeError: if ``spec`` is not a string.
     """
     if not isinstance(spec, str):
-        raise _parse_error(spec, "expected a string")
-    m = _SPEC.match(spec.lower())
-    if m is None:
-        raise _parse_error(spec, "not of the form name[:param]@K")
-    name, param, k_str = m.group("name"), m.group("param"), m.group("k")
+        raise _type_error(spec)
+    hit = _PARSED.get(spec)
+    if hit is not None:
+        return hit
+    obj = _parse(spec)
+    if obj.weights is None or obj.k <= _PARSED_MAX_K:
+        if len(_PARSED) >= _PARSED_SIZE:
+            _PARSED.clear()
+        _PARSED[spec] = obj
+    return obj
+
+
+# Parsed presets, memoised (objectives are immutable, and estimators given a preset string parse it on
+# every call); at most _PARSED_SIZE entries of K <= _PARSED_MAX_K, so a few MB at most.
+_PARSED: dict[str, Objective] = {}
+_PARSED_SIZE = 256
+_PARSED_MAX_K = 4096
+
+
+def _parse(spec: str) -> Objective:
+    if len(spec) > MAX_SPEC_LENGTH:
+        raise _parse_error(
+            spec, f"longer than {MAX_SPEC_LENGTH} characters (rankgrad.objectives.MAX_SPEC_LENGTH)"
+        )
+    name, param, k_str = _tokens(spec)
     if name not in _PARSERS:
         raise _parse_error(spec, f"unknown objective {name!r}")
     needs_param, needs_k, build = _PARSERS[name]
@@ -505,8 +697,8 @@ def parse(spec: str) -> Objective:
 
 def _int_param(p: str, what: str) -> int:
     v = float(p)
-    if v != math.floor(v):
-        raise ValueError(f"{what} must be an integer, got {p}")
+    if not (math.isfinite(v) and v == math.floor(v)):
+        raise ValueError(f"{what}: expected an integer, got {p}")
     return int(v)
 
 
@@ -537,12 +729,14 @@ _PARSERS: dict[str, tuple[bool, bool, Callable[[str | None, str | None], Objecti
 
 
 def as_objective(objective: ObjectiveLike) -> Objective:
-    """Return ``objective`` as an :class:`Objective` (parsing strings)."""
+    """Return ``objective`` as an :class:`Objective` (parsing strings).
+
+    Raises:
+      InputTypeError: if ``objective`` is neither a string nor an :class:`Objective`.
+      ValueError: if the string does not parse (see :func:`parse`).
+    """
     if isinstance(objective, Objective):
         return objective
     if isinstance(objective, str):
         return parse(objective)
-    raise TypeError(
-        f"objective: expected a preset string (e.g. 'max@4') or rankgrad.Objective, "
-        f"got {type(objective).__name__}."
-    )
+    raise _type_error(objective)
