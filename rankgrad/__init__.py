@@ -9,12 +9,15 @@ Public API (groups on the last axis ``[..., N]``, or flat ``[B]`` + ``group_ids`
 * :mod:`rankgrad.exact` — the same quantities for a known discrete distribution;
 * :mod:`rankgrad.noisy` — noise-corrected objectives for 0/1 rewards from an imperfect verifier;
 * :mod:`rankgrad.sampling` — objective-aware prompt sampling;
+* :mod:`rankgrad.metrics` — unbiased max@k / pass@k for every k, zero-advantage and constant-group shares;
+* :mod:`rankgrad.schedules` — K and mixture-weight schedules (constant, linear, cosine) and objectives
+  built from them;
 * :class:`Objective` and :mod:`rankgrad.objectives` — presets, strings, weight vectors.
 
 Only NumPy is imported here; torch and jax load when you pass their arrays.
 """
 
-from rankgrad import exact, noisy, objectives, sampling
+from rankgrad import exact, metrics, noisy, objectives, sampling, schedules
 from rankgrad._src.estimators import (
     ESTIMATORS,
     EstimatorInfo,
@@ -36,11 +39,13 @@ __all__ = [
     "exact",
     "include_one",
     "leave_one_out",
+    "metrics",
     "noisy",
     "objectives",
     "order_statistics",
     "parse",
     "sampling",
+    "schedules",
     "value",
     "__version__",
 ]
