@@ -85,7 +85,7 @@ def _softmax64(th: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-def _policies(dtype: str, count: int = 8, m: int = 6) -> list[np.ndarray]:
+def _policies(dtype: str, count: int = 6, m: int = 6) -> list[np.ndarray]:
     """Softmax outputs in ``dtype`` (as float64 arrays holding the ``dtype`` values)."""
     out = []
     for seed in range(count):
@@ -161,7 +161,7 @@ def test_exact_autograd_matches_central_differences(framework, kind, k):
     float64 equals central differences; in float32 it is finite and within float32 accuracy."""
     spec = f"{kind}@{k:g}"
     r = np.array([0.0, 0.3, 1.0, 2.0, -0.7])
-    for seed in range(4):
+    for seed in range(2):
         logits = np.random.default_rng(seed).normal(size=5)
         fd = _fd_grad(r, logits, spec)
         g64 = GRADS[framework](r, logits, spec)
