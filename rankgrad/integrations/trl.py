@@ -46,6 +46,11 @@ Example (see ``examples/trl_passk.py``)::
     )
     trainer.train()
 
+K schedules: ``objective`` may also be a schedule (:mod:`rankgrad.schedules`), e.g.
+``rankgrad.schedules.objective("max@{k}", k=rankgrad.schedules.linear(8, 2, 200))``: the objective of a
+generation batch is the schedule's value at ``trainer.state.global_step`` (optimiser steps already
+taken, 0 at the first), and the K in force is logged as ``rankgrad/objective_k``.
+
 References: OrderGrad (arXiv 2606.06096), MaxPO (arXiv 2606.06080), GRPO (arXiv 2402.03300),
 Dr. GRPO (arXiv 2503.20783).
 """
@@ -71,6 +76,8 @@ except ImportError as err:  # pragma: no cover - exercised in the main venv, whi
 
 import rankgrad
 from rankgrad.integrations import group_advantages
+from rankgrad.metrics import training_metrics
+from rankgrad.schedules import ObjectiveScheduleBase, as_objective_schedule
 
 __all__ = ["RankGradGRPOTrainer", "MIN_TRL_VERSION"]
 
@@ -128,8 +135,11 @@ class RankGradGRPOTrainer(GRPOTrainer):
     Args:
       *trainer_args, **trainer_kwargs: passed to ``trl.GRPOTrainer`` unchanged (``model``,
         ``reward_funcs``, ``args``, ``train_dataset``, ``processing_class``, ...).
-      objective: preset string (``"max@4"``, ``"pass@8"``, ``"cvar:0.25@8"``...) or
-        :class:`rankgrad.Objective`; needs K <= ``args.num_generations`` − 1.
+      objective: preset string (``"max@4"``, ``"pass@8"``, ``"cvar:0.25@8"``...),
+        :class:`rankgrad.Objective`, or a schedule (:mod:`rankgrad.schedules`, or any callable
+        ``step -> preset | Objective``) evaluated at ``state.global_step`` for each generation batch;
+        needs K <= ``args.num_generations`` − 1 at every step (checked at construction at the first and
+        last step of a :mod:`rankgrad.schedules` schedule, and at run time for every batch).
       estimator: any ``rankgrad.ESTIMATORS`` name (default ``"ordergrad"``).
       std_normalize: divide each group's advantages by its reward std (ddof=1) + ``eps`` like GRPO.
         Off by default: it makes the gradient a biased estimate of ∇J_K.
@@ -146,17 +156,22 @@ class RankGradGRPOTrainer(GRPOTrainer):
         objective then assumes rho0 = 0).
 
     Attributes:
-      rankgrad_objective: the parsed :class:`rankgrad.Objective` (``objective`` is taken by HF Trainer's
-        hyperparameter search).
+      rankgrad_objective: the :class:`rankgrad.Objective` in force: of the last generation batch, the
+        schedule's first before any (``objective`` is taken by HF Trainer's hyperparameter search).
+      rankgrad_schedule: the objective schedule (constant for a string or an Objective).
       last_advantages: ``[B]`` float32 advantages of the last generation batch, all processes (what the
         loss uses, before TRL shuffles and splits the batch), or None before the first batch.
       last_rewards: ``[B]`` the rewards they were computed from (NaN = unscorable).
 
-    Logged into TRL's metrics (``self._metrics[mode]``, averaged per logging step):
+    Logged into TRL's metrics (``self._metrics[mode]``, averaged per logging step): the dict of
+      :func:`rankgrad.metrics.training_metrics` — ``rankgrad/objective`` (mean over groups with >= K
+      valid rollouts of the U-statistic of J_K, e.g. pass@K) and ``rankgrad/objective_k`` (the K in
+      force), ``rankgrad/max@k`` (unbiased max@k / pass@k of the rewards for k = 1, 2, 4, ..., N),
       ``rankgrad/advantage_mean_abs``, ``rankgrad/advantage_max_abs``, ``rankgrad/frac_zero_advantage``
-      (rollouts with a = 0: constant groups, unscorable, skipped groups) and ``rankgrad/objective``
-      (mean over groups of the U-statistic estimate of J_K, e.g. pass@K; groups with >= K valid
-      rollouts). The completions table's ``advantage`` column shows these advantages, not TRL's.
+      (rollouts with a = 0: constant or saturated groups, unscorable, skipped groups),
+      ``rankgrad/frac_zero_advantage_groups``, ``rankgrad/frac_constant_groups``,
+      ``rankgrad/frac_unscorable`` — and, for a schedule, ``rankgrad/schedule/<field>`` (e.g. ``k``,
+      ``mix_weight``). The completions table's ``advantage`` column shows these advantages, not TRL's.
 
     Raises:
       ValueError: unknown objective/estimator, K >= ``num_generations``,
@@ -168,7 +183,7 @@ class RankGradGRPOTrainer(GRPOTrainer):
     def __init__(
         self,
         *trainer_args: Any,
-        objective: str | rankgrad.Objective,
+        objective: str | rankgrad.Objective | ObjectiveScheduleBase,
         estimator: str = "ordergrad",
         std_normalize: bool = False,
         unscorable: Literal["error", "zero"] = "error",
@@ -178,21 +193,24 @@ class RankGradGRPOTrainer(GRPOTrainer):
         **trainer_kwargs: Any,
     ) -> None:
         _check_trl_contract()
-        obj = objective if isinstance(objective, rankgrad.Objective) else rankgrad.parse(objective)
-        if not obj.is_integral:
-            raise ValueError(f"objective: advantages need an integer K, got {obj!r}.")
+        schedule = as_objective_schedule(objective)
+        obj = schedule(0)
+        self.rankgrad_schedule = schedule
         self.rankgrad_objective = obj
         self._rankgrad_options = dict(
             estimator=estimator, std_normalize=std_normalize, unscorable=unscorable,
             small_groups=small_groups, eps=eps, noise=noise,
         )
-        # Fail on bad names or estimator/objective pairs before TRL loads a model: one tiny group.
-        probe = np.zeros(obj.k + 1)
-        group_advantages(probe, np.zeros(obj.k + 1, dtype=np.int64), obj, **self._rankgrad_options)
+        # Fail on bad names or estimator/objective pairs before TRL loads a model: one tiny group per end
+        # of the schedule.
+        for end in {obj, schedule(schedule.horizon)}:
+            probe = np.zeros(end.k + 1)
+            group_advantages(probe, np.zeros(end.k + 1, dtype=np.int64), end, **self._rankgrad_options)
+        k_max = schedule.k_range()[1]
 
         config = _bound_config(trainer_args, trainer_kwargs)
         if config is not None:
-            _check_group_size(obj.k, getattr(config, "num_generations", None), "num_generations")
+            _check_group_size(k_max, getattr(config, "num_generations", None), "num_generations")
         self.last_advantages: torch.Tensor | None = None
         self.last_rewards: torch.Tensor | None = None
         self._rankgrad_rewards_per_func: torch.Tensor | None = None
@@ -205,7 +223,7 @@ class RankGradGRPOTrainer(GRPOTrainer):
                 f"trl {trl.__version__}: GRPOTrainer no longer sets {', '.join(missing)}, which "
                 "RankGradGRPOTrainer reads to group and weight the rewards; pin trl or update the adapter."
             )
-        _check_group_size(obj.k, self.num_generations, "num_generations")
+        _check_group_size(k_max, self.num_generations, "num_generations")
         if self.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(
                 f"multi_objective_aggregation={self.multi_objective_aggregation!r}: RankGradGRPOTrainer "
@@ -213,10 +231,11 @@ class RankGradGRPOTrainer(GRPOTrainer):
                 "per-function group normalisation would change the objective. Use "
                 "multi_objective_aggregation='sum_then_normalize' (the default)."
             )
-        if self.num_generations_eval < obj.k + 1:
+        if self.num_generations_eval < k_max + 1:
             warnings.warn(
-                f"num_generations_eval={self.num_generations_eval} < K + 1 = {obj.k + 1} for {obj.name!r}: "
-                "evaluation advantages will be 0 (eval rewards are still logged by TRL).",
+                f"num_generations_eval={self.num_generations_eval} < K + 1 = {k_max + 1} for {obj.name!r}"
+                f"{' (the largest K of the schedule)' if k_max != obj.k else ''}: evaluation advantages will "
+                "be 0 while K >= num_generations_eval (eval rewards are still logged by TRL).",
                 stacklevel=2,
             )
 
@@ -262,12 +281,17 @@ class RankGradGRPOTrainer(GRPOTrainer):
                 f"whole groups of {n}. RankGradGRPOTrainer relies on TRL gathering rewards in process order."
             )
 
+        step = int(self.state.global_step)
+        obj = self.rankgrad_schedule(step)
+        if mode == "train":
+            _check_group_size(obj.k, n, "num_generations")
+        self.rankgrad_objective = obj
         rewards = self._rankgrad_rewards(rewards_per_func)
         adv = self._rankgrad_advantages(rewards, n)
         start = self.accelerator.process_index * local
         output["advantages"] = adv[start : start + local].to(device=trl_adv.device, dtype=trl_adv.dtype)
         self.last_rewards, self.last_advantages = rewards.detach(), adv.detach()
-        self._rankgrad_log(mode, rewards, adv, n)
+        self._rankgrad_log(mode, rewards, adv, n, step)
         return output
 
     # ------------------------------------------------------------------ pieces
@@ -285,16 +309,21 @@ class RankGradGRPOTrainer(GRPOTrainer):
         uids = np.arange(rewards.shape[0]) // n
         return group_advantages(rewards, uids, self.rankgrad_objective, **options)
 
-    def _rankgrad_log(self, mode: str, rewards: torch.Tensor, adv: torch.Tensor, n: int) -> None:
-        """Metrics of the advantages actually used; the completions table gets them too."""
+    def _rankgrad_log(
+        self, mode: str, rewards: torch.Tensor, adv: torch.Tensor, n: int, step: int = 0
+    ) -> None:
+        """Metrics of the rewards and of the advantages actually used
+        (:func:`rankgrad.metrics.training_metrics`) and the scheduled numbers in force; the completions
+        table gets the advantages too."""
         metrics = self._metrics[mode]
         a = adv.detach().float()
-        metrics["rankgrad/advantage_mean_abs"].append(a.abs().mean().item())
-        metrics["rankgrad/advantage_max_abs"].append(a.abs().max().item())
-        metrics["rankgrad/frac_zero_advantage"].append((a == 0).float().mean().item())
-        value = self._rankgrad_objective_value(rewards.view(-1, n))
-        if value is not None:
-            metrics["rankgrad/objective"].append(value)
+        uids = np.arange(rewards.shape[0]) // n
+        noise = self._rankgrad_options["noise"]
+        values = training_metrics(rewards.detach(), uids, self.rankgrad_objective, a, noise=noise)
+        scheduled = self.rankgrad_schedule.values(step)
+        values.update({f"rankgrad/schedule/{k}": float(v) for k, v in scheduled.items()})
+        for key, value in values.items():
+            metrics[key].append(value)
         logs = getattr(self, "_logs", None)  # TRL appended its own advantages for the completions table
         column = logs.get("advantages") if isinstance(logs, dict) else None
         if column is not None and hasattr(column, "pop"):
