@@ -6,6 +6,7 @@ that carries no policy-gradient signal.
   reward), unbiased for pass@k with 0/1 rewards. A bootstrap of k draws *with* replacement (verl's
   ``best@k``) is not: with 1 correct answer in 4, it reports 1 − (3/4)^4 ≈ 0.684 for best@4, where the
   only 4-subset of the data does pass (1.0), and its expectation differs from pass@k;
+* :func:`min_at_k` — the same for the worst of k (``"min@k"``);
 * :func:`advantage_stats` — fractions of zero advantages, of all-zero groups and of constant groups;
 * :func:`training_metrics` — the flat ``{"rankgrad/...": float}`` dict both adapters log every step.
 
@@ -20,6 +21,7 @@ from rankgrad._src.metrics import (
     advantage_stats,
     default_ks,
     max_at_k,
+    min_at_k,
     pass_at_k,
     training_metrics,
 )
@@ -30,6 +32,7 @@ __all__ = [
     "advantage_stats",
     "default_ks",
     "max_at_k",
+    "min_at_k",
     "pass_at_k",
     "training_metrics",
 ]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import rankgrad
 from rankgrad._src.errors import InputTypeError
 from rankgrad.integrations import group_advantages
-from rankgrad.metrics import advantage_stats, default_ks, max_at_k, pass_at_k, training_metrics
+from rankgrad.metrics import advantage_stats, default_ks, max_at_k, min_at_k, pass_at_k, training_metrics
 from tests import brute
 from tests.conftest import BACKENDS, to_backend
 
@@ -61,6 +61,19 @@ def test_max_at_k_matches_enumeration_on_ragged_groups(case, backend):
         eligible = [_enum_max(g, k) for g in groups if len(g) >= k]
         assert m.groups[j] == len(eligible)
         assert m.mean[j] == pytest.approx(np.mean(eligible), abs=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_min_at_k_matches_enumeration(backend):
+    rng = np.random.default_rng(5)
+    flat = rng.normal(size=11).round(1)
+    ids = np.array([0, 1, 0, 2, 1, 0, 0, 1, 2, 0, 1])
+    m = min_at_k(to_backend(flat, backend), ks=[1, 2, 4, 6], group_ids=ids)
+    for g in range(3):
+        y = flat[ids == g]
+        want = [brute.batch_value(y, np.eye(k)[-1]) if k <= y.size else np.nan for k in (1, 2, 4, 6)]
+        np.testing.assert_allclose(m.per_group[g], want, atol=1e-12)
+    assert m.groups.tolist() == [3, 3, 2, 0]  # sizes 5, 4, 2
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -25,7 +25,7 @@ import numpy as np
 
 from rankgrad._src.errors import InputTypeError
 from rankgrad._src.estimators import value
-from rankgrad._src.objectives import Objective, as_objective, best_of_k
+from rankgrad._src.objectives import Objective, as_objective, best_of_k, worst_of_k
 
 __all__ = [
     "AdvantageStats",
@@ -33,6 +33,7 @@ __all__ = [
     "advantage_stats",
     "default_ks",
     "max_at_k",
+    "min_at_k",
     "pass_at_k",
     "training_metrics",
 ]
@@ -289,7 +290,7 @@ class MaxAtK:
         return {f"{prefix}{name}@{k}": float(m) for k, m, g in rows if g}
 
 
-def _max_at_k(b: _Batch, ks: tuple[int, ...] | None) -> MaxAtK:
+def _max_at_k(b: _Batch, ks: tuple[int, ...] | None, extreme: Any = best_of_k) -> MaxAtK:
     most = int(b.counts.max())
     if most == 0:
         raise ValueError("mask: every sample is masked out; there is nothing to estimate.")
@@ -300,7 +301,7 @@ def _max_at_k(b: _Batch, ks: tuple[int, ...] | None) -> MaxAtK:
         keep = b.counts >= k
         used[j] = int(keep.sum())
         if used[j]:
-            per[:, j] = np.where(keep, b.value(best_of_k(k), keep), np.nan)
+            per[:, j] = np.where(keep, b.value(extreme(k), keep), np.nan)
     mean = np.array([np.nanmean(per[:, j]) if used[j] else np.nan for j in range(len(ks))])
     return MaxAtK(
         ks=ks, per_group=per.reshape(*b.lead, len(ks)), mean=mean, groups=used,
@@ -345,6 +346,20 @@ def max_at_k(
     """
     b = _batch(rewards, group_ids, mask)
     return _max_at_k(b, None if ks is None else _check_ks(ks))
+
+
+def min_at_k(
+    rewards: Any, ks: Iterable[int] | int | None = None, *, group_ids: Any = None, mask: Any = None
+) -> MaxAtK:
+    """:func:`max_at_k` for the worst of k: the unbiased min@k (``"min@k"``) per group and averaged.
+
+    Example:
+      >>> from rankgrad.metrics import min_at_k
+      >>> min_at_k([3.0, 1.0, 2.0], ks=[1, 2, 3]).per_group  # pairs (3,1), (3,2), (1,2): minima 1, 2, 1
+      array([2.        , 1.33333333, 1.        ])
+    """
+    b = _batch(rewards, group_ids, mask)
+    return _max_at_k(b, None if ks is None else _check_ks(ks), worst_of_k)
 
 
 def pass_at_k(
