@@ -36,26 +36,61 @@ Configuration (a ``rankgrad`` block inside ``algorithm``; with Hydra add it with
     +algorithm.rankgrad.objective=max@4        # required: any rankgrad preset ("cvar:0.25@8", ...)
     +algorithm.rankgrad.estimator=ordergrad    # optional; any name in rankgrad.ESTIMATORS
 
-Keys (see :class:`VerlOptions`): ``objective`` (required), ``k``, ``estimator``, ``unscorable``,
-``small_groups``, ``std_normalize``, ``loss_scale``, ``eps``, ``noise``. Unknown keys are errors.
-verl's ``algorithm.norm_adv_by_std_in_grpo`` (default True) is *not* used: std normalisation is
+Keys (see :class:`VerlOptions`): ``objective`` (required), ``k``, ``k_schedule``, ``mix_objective``,
+``mix_weight``, ``estimator``, ``unscorable``, ``small_groups``, ``std_normalize``, ``loss_scale``,
+``eps``, ``noise``, ``metrics``, ``metric_ks``. Unknown keys are errors. verl's
+``algorithm.norm_adv_by_std_in_grpo`` (default True) is *not* used: std normalisation is
 ``rankgrad.std_normalize`` (default False), because it biases the gradient.
+
+K schedules (:mod:`rankgrad.schedules`)::
+
+    +algorithm.rankgrad.objective='max@{k}'
+    +algorithm.rankgrad.k_schedule='{kind: linear, start: 8, end: 2, steps: 200}'
+
+verl passes an advantage estimator no step, so the step comes from verl's own step counter: both of
+verl's trainers (``RayPPOTrainer.fit`` and the v1 trainer) call ``verl.utils.skip.SkipManager.set_step``
+with ``global_steps`` (1 at the first step) in the driver process that computes advantages; the
+schedule is evaluated at ``global_steps − 1`` (optimiser steps already taken, as TRL counts). A custom
+loop without it calls :func:`set_step` (which also takes precedence); a varying schedule with no step
+known is an error, never a silent K.
+
+Metrics: every call records :func:`rankgrad.metrics.training_metrics` (``rankgrad/objective``,
+``rankgrad/objective_k``, ``rankgrad/max@k``, ``rankgrad/frac_zero_advantage``,
+``rankgrad/frac_constant_groups``...) and the scheduled numbers (``rankgrad/schedule/k``...). verl gives
+an estimator no way to return metrics, so they reach the step's metrics dict through verl's
+``compute_data_metrics``, which both trainers call after the advantages in the same step: on its first
+call the estimator wraps the ``compute_data_metrics`` names of the loaded trainer modules so that they
+add (and clear) the recorded metrics, averaged over the step's calls. ``metrics: false`` turns this
+off; :func:`pop_metrics` returns them to a custom loop.
+
+Validation: verl's ``best@N/mean`` is a bootstrap of N draws *with replacement* from each prompt's
+responses, a biased estimate of pass@N (1 correct of 4: 1 − (3/4)^4 ≈ 0.684 for best@4, where the one
+4-subset of the data passes). :func:`validation_metrics` gives the unbiased ``best@N/unbiased`` and
+``worst@N/unbiased`` (the U-statistics of max@N and min@N) for the same N; :func:`use_unbiased_validation`
+(or ``RANKGRAD_VERL_VALIDATION=unbiased`` in the environment of the trainer process, read when verl loads
+the plugin) makes verl's validation report them instead of its bootstrap best/worst.
 
 References: OrderGrad (arXiv 2606.06096), MaxPO (arXiv 2606.06080), verl (HybridFlow, arXiv 2409.19256).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
-from collections.abc import Callable, Mapping
+import math
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
 import rankgrad
+from rankgrad import schedules
 from rankgrad.integrations import group_advantages, token_advantages
+from rankgrad.metrics import MaxAtK, max_at_k, min_at_k, training_metrics
 
 _MISSING = (
     "rankgrad.integrations.verl needs verl and PyTorch, but {} is not installed: pip install 'rankgrad[verl]'"
@@ -74,10 +109,16 @@ __all__ = [
     "CONFIG_KEY",
     "VerlOptions",
     "compute_rankgrad_advantage",
+    "current_step",
     "options_from_config",
+    "pop_metrics",
+    "process_validation_metrics",
     "register",
     "is_registered",
     "self_check",
+    "set_step",
+    "use_unbiased_validation",
+    "validation_metrics",
 ]
 
 NAME = "rankgrad"
@@ -95,9 +136,17 @@ class VerlOptions:
     """The ``algorithm.rankgrad`` options, checked (passed on to :func:`group_advantages`).
 
     Attributes:
-      objective: rankgrad preset string, e.g. ``"max@4"`` (pass@4 for 0/1 rewards), ``"cvar:0.25@8"``.
-        Required. Every group needs at least K + 1 rollouts (``actor_rollout_ref.rollout.n > K``).
-      k: optional K appended to an ``objective`` written without one (``objective=max``, ``k=4``).
+      objective: rankgrad preset string, e.g. ``"max@4"`` (pass@4 for 0/1 rewards), ``"cvar:0.25@8"``,
+        or a template with ``{k}`` (``"max@{k}"``) when K comes from ``k`` or ``k_schedule``. Required.
+        Every group needs at least K + 1 rollouts (``actor_rollout_ref.rollout.n > K``) at every step.
+      k: optional constant K, appended to an ``objective`` written without one (``objective=max``,
+        ``k=4``) or filling its ``{k}``.
+      k_schedule: optional K per step: ``{kind: linear|cosine, start, end, steps}``, ``{kind: constant,
+        value}`` or an int (:func:`rankgrad.schedules.from_config`); like ``k``, appended or filling
+        ``{k}``. Held here as a :class:`rankgrad.schedules.Schedule`.
+      mix_objective: optional second objective (may use ``{k}``), blended in with ``mix_weight``:
+        (1 − λ)·objective + λ·mix_objective, same K (:func:`rankgrad.schedules.mixture`).
+      mix_weight: λ in [0, 1]: a number or a weight schedule mapping; required with ``mix_objective``.
       estimator: advantage estimator name (``rankgrad.ESTIMATORS``), default ``"ordergrad"``.
       unscorable: ``"error"`` (default) or ``"zero"``: NaN/inf scores leave their group, advantage 0.
       small_groups: ``"error"`` (default) or ``"zero"``: groups with < K + 1 valid rollouts get 0.
@@ -107,10 +156,15 @@ class VerlOptions:
       eps: the std offset.
       noise: ``[rho0, rho1]`` verifier flip rates for 0/1 rewards (``rankgrad.noisy``), or None;
         ``[null, rho1]`` = false-positive rate unknown: forward correction, mean objective only.
+      metrics: record :func:`rankgrad.metrics.training_metrics` for verl's metrics dict (default True).
+      metric_ks: the k of the logged ``rankgrad/max@k`` (default 1, 2, 4, ... and the group size).
     """
 
     objective: str
     k: int | None = None
+    k_schedule: schedules.Schedule | None = None
+    mix_objective: str | None = None
+    mix_weight: schedules.Schedule | None = None
     estimator: str = "ordergrad"
     unscorable: str = "error"
     small_groups: str = "error"
@@ -118,6 +172,8 @@ class VerlOptions:
     loss_scale: bool = False
     eps: float = 1e-6
     noise: tuple[float | None, float] | None = None
+    metrics: bool = True
+    metric_ks: tuple[int, ...] | None = None
 
     def group_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`rankgrad.integrations.group_advantages` besides the objective."""
@@ -133,8 +189,33 @@ class VerlOptions:
 
     @property
     def full_objective(self) -> str:
-        """``objective`` with ``@k`` appended when ``k`` is given."""
-        return self.objective if self.k is None else f"{self.objective}@{self.k}"
+        """``objective`` with ``@k`` appended or ``{k}`` filled when ``k`` is given (the template, with
+        ``{k}``, under a ``k_schedule``)."""
+        text = _with_k(self.objective, self.k is not None or self.k_schedule is not None)
+        return text if self.k is None else text.replace("{k}", str(self.k))
+
+    def objective_schedule(self) -> schedules.ObjectiveScheduleBase:
+        """The objective in force at each step (constant without ``k_schedule`` / ``mix_weight``)."""
+        k = self.k_schedule if self.k_schedule is not None else self.k
+        main = _template(self.objective, k)
+        if self.mix_objective is None:
+            return main
+        second = _template(self.mix_objective, k)
+        return schedules.mixture(main, second, self.mix_weight)
+
+
+def _with_k(objective: str, has_k: bool) -> str:
+    if has_k and "{k}" not in objective and "@" not in objective:
+        return f"{objective}@{{k}}"
+    return objective
+
+
+def _template(objective: str, k: schedules.Schedule | int | None) -> schedules.ObjectiveScheduleBase:
+    """A preset or ``{k}`` template with K from ``k`` (a schedule or an int), as an objective schedule."""
+    text = _with_k(objective, k is not None)
+    if "{k}" in text:
+        return schedules.objective(text, k=k)
+    return schedules.as_objective_schedule(text)
 
 
 _KEYS = tuple(f.name for f in fields(VerlOptions))
@@ -171,7 +252,7 @@ def options_from_config(config: Any) -> VerlOptions:
         Its ``rankgrad`` entry is a mapping with the keys of :class:`VerlOptions`.
 
     Returns:
-      The checked :class:`VerlOptions` (the objective string is parsed once to catch typos early).
+      The checked :class:`VerlOptions` (the objective schedule is built once to catch typos early).
 
     Example:
       >>> from rankgrad.integrations.verl import options_from_config
@@ -179,6 +260,9 @@ def options_from_config(config: Any) -> VerlOptions:
       'max@4'
       >>> options_from_config({"rankgrad": {"objective": "cvar:0.25@8", "estimator": "pkpo_sloo"}}).estimator
       'pkpo_sloo'
+      >>> s = {"objective": "max@{k}", "k_schedule": {"kind": "linear", "start": 8, "end": 2, "steps": 100}}
+      >>> options_from_config({"rankgrad": s}).objective_schedule()(50).name
+      'max@5'
 
     Raises:
       ValueError: no ``rankgrad`` block or no ``objective``, unknown keys, wrong types or values; each
@@ -202,12 +286,42 @@ def options_from_config(config: Any) -> VerlOptions:
     if k is not None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"{_where('k')}: expected a positive integer, got {k!r}.")
-        if "@" in objective:
+        if raw.get("k_schedule") is not None:
+            raise ValueError(f"{_where('k')} and {_where('k_schedule')} both given; give K once.")
+    k_key = "k" if k is not None else "k_schedule"
+    if raw.get("k_schedule") is not None:
+        try:
+            raw["k_schedule"] = schedules.from_config(raw["k_schedule"], arg=_where("k_schedule"))
+        except ValueError as err:
+            raise ValueError(str(err)) from None
+    has_k = k is not None or raw.get("k_schedule") is not None
+    for key in ("objective", "mix_objective"):
+        text = raw.get(key)
+        if key == "mix_objective" and text is None:
+            continue
+        if not isinstance(text, str):
+            raise ValueError(f"{_where(key)}: expected a preset string like 'mean@4', got {text!r}.")
+        if has_k and "@" in text and "{k}" not in text:
             raise ValueError(
-                f"{_where('k')}={k} given, but {_where('objective')}={objective!r} already names K; "
-                "give K once."
+                f"{_where(k_key)} given, but {_where(key)}={text!r} already names K; give K once "
+                f"(write {text.split('@')[0]!r} or {text.split('@')[0] + '@{k}'!r})."
             )
-    for key in ("std_normalize", "loss_scale"):
+        if "{k}" in text and not has_k:
+            raise ValueError(
+                f"{_where(key)}={text!r} has a {{k}} field but no K is given; add +{_where('k')}=4 or "
+                f"+{_where('k_schedule')}='{{kind: linear, start: 8, end: 2, steps: 100}}'."
+            )
+    if (raw.get("mix_objective") is None) != (raw.get("mix_weight") is None):
+        raise ValueError(
+            f"{_where('mix_objective')} and {_where('mix_weight')} go together; give both or neither."
+        )
+    if raw.get("mix_weight") is not None:
+        try:
+            raw["mix_weight"] = schedules.from_config(raw["mix_weight"], integer=False,
+                                                      arg=_where("mix_weight"))
+        except ValueError as err:
+            raise ValueError(str(err)) from None
+    for key in ("std_normalize", "loss_scale", "metrics"):
         if key in raw and not isinstance(raw[key], bool):
             raise ValueError(f"{_where(key)}: expected true or false, got {raw[key]!r}.")
     for key, allowed in (("unscorable", ("error", "zero")), ("small_groups", ("error", "zero"))):
@@ -225,15 +339,96 @@ def options_from_config(config: Any) -> VerlOptions:
                 f"forward correction of the mean), got {noise!r}."
             )
         raw["noise"] = (None if noise[0] is None else float(noise[0]), float(noise[1]))
+    if raw.get("metric_ks") is not None:
+        ks = raw["metric_ks"]
+        ok = isinstance(ks, (list, tuple)) and ks and all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in ks)
+        if not ok:
+            raise ValueError(f"{_where('metric_ks')}: expected integers >= 1 like [1, 4, 8], got {ks!r}.")
+        raw["metric_ks"] = tuple(ks)
     if "estimator" in raw and not isinstance(raw["estimator"], str):
         got = raw["estimator"]
         raise ValueError(f"{_where('estimator')}: expected a name like 'ordergrad', got {got!r}.")
     options = VerlOptions(**raw)
     try:
-        rankgrad.parse(options.full_objective)
+        options.objective_schedule()
     except ValueError as err:
         raise ValueError(f"{_where('objective')}={options.full_objective!r}: {err}") from err
     return options
+
+
+# --------------------------------------------------------------------------------- step
+_STEP: list[int | None] = [None]
+
+
+def set_step(step: int | None) -> None:
+    """Set the step the K schedule is evaluated at (optimiser steps already taken, 0 at the first), for
+    loops that do not run verl's trainers; it takes precedence over verl's counter. None clears it.
+
+    Raises:
+      ValueError: a negative step; InputTypeError: a non-integer one.
+    """
+    _STEP[0] = None if step is None else schedules.check_step(step)
+
+
+def current_step() -> int | None:
+    """The step schedules are evaluated at: :func:`set_step`'s value if set, else verl's
+    ``SkipManager.step − 1`` (verl's trainers set it to ``global_steps``, 1 at the first step) once a
+    trainer has started, else None."""
+    if _STEP[0] is not None:
+        return _STEP[0]
+    try:
+        from verl.utils.skip import SkipManager
+    except ImportError:
+        return None
+    step = getattr(SkipManager, "step", -1)
+    if isinstance(step, (int, np.integer)) and not isinstance(step, bool) and step >= 1:
+        return int(step) - 1
+    return None
+
+
+# ------------------------------------------------------------------------------ metrics
+_PENDING: list[dict[str, float]] = []
+_PENDING_CAP = 64  # calls kept when nothing consumes them (a loop that never asks for metrics)
+_TRAINER_MODULES = ("verl.trainer.ppo.metric_utils", "verl.trainer.ppo.ray_trainer",
+                    "verl.trainer.ppo.v1.trainer_base")
+
+
+def pop_metrics() -> dict[str, float]:
+    """The metrics recorded since the last call, each averaged over the estimator calls that recorded
+    it (one per step in verl's trainers), and clear them."""
+    sums: dict[str, list[float]] = {}
+    for entry in _PENDING:
+        for key, value in entry.items():
+            sums.setdefault(key, []).append(value)
+    _PENDING.clear()
+    return {key: float(np.mean(values)) for key, values in sums.items()}
+
+
+def _with_rankgrad_metrics(fn: Callable[..., dict]) -> Callable[..., dict]:
+    @functools.wraps(fn)
+    def compute_data_metrics(*args: Any, **kwargs: Any) -> dict:
+        out = fn(*args, **kwargs)
+        extra = pop_metrics()
+        return {**out, **extra} if extra else out
+
+    compute_data_metrics.__rankgrad_wrapped__ = fn
+    return compute_data_metrics
+
+
+def _hook_metrics() -> None:
+    """Wrap ``compute_data_metrics`` in the loaded verl trainer modules (once each)."""
+    for name in _TRAINER_MODULES:
+        module = sys.modules.get(name)
+        fn = getattr(module, "compute_data_metrics", None)
+        if callable(fn) and not hasattr(fn, "__rankgrad_wrapped__"):
+            module.compute_data_metrics = _with_rankgrad_metrics(fn)
+
+
+def _record(values: dict[str, float]) -> None:
+    _PENDING.append(values)
+    del _PENDING[:-_PENDING_CAP]
+    _hook_metrics()
 
 
 # ------------------------------------------------------------------------ estimator
@@ -248,6 +443,8 @@ def compute_rankgrad_advantage(
 
     s_b = Σ_t token_level_rewards[b, t]; a = group_advantages(s, index, objective, ...) (a_i = q_i − v_i
     per uid group for the default ``ordergrad``); advantages[b, t] = returns[b, t] = a_b · mask[b, t].
+    With a schedule the objective is the one in force at :func:`current_step`; the metrics of the call
+    are recorded for verl's metrics dict (module docstring) unless ``metrics: false``.
 
     Args:
       token_level_rewards: ``[B, T]`` float rewards per response token (outcome rewards sit on the
@@ -264,7 +461,8 @@ def compute_rankgrad_advantage(
 
     Raises:
       ValueError: bad or missing config, no ``uid``, shape mismatch, groups smaller than K + 1 or
-        non-finite scores (unless ``small_groups`` / ``unscorable`` say ``"zero"``).
+        non-finite scores (unless ``small_groups`` / ``unscorable`` say ``"zero"``), a varying schedule
+        with no step known.
     """
     options = options_from_config(config)
     if index is None:
@@ -277,14 +475,223 @@ def compute_rankgrad_advantage(
             f"adv_estimator={NAME!r}: expected token_level_rewards and response_mask of equal shape [B, T], "
             f"got {tuple(token_level_rewards.shape)} and {tuple(response_mask.shape)}."
         )
+    schedule = options.objective_schedule()
+    step = 0
+    if schedule.horizon > 0:
+        known = current_step()
+        if known is None:
+            raise ValueError(
+                f"adv_estimator={NAME!r}: {_where()} schedules the objective, but no training step is "
+                "known: verl's trainers publish it (SkipManager.set_step) once training starts; in another "
+                "loop call rankgrad.integrations.verl.set_step(step) before computing advantages."
+            )
+        step = known
+    objective = schedule(step)
     with torch.no_grad():
         scores = token_level_rewards.sum(dim=-1)
         try:
-            adv = group_advantages(scores, index, options.full_objective, **options.group_kwargs())
+            adv = group_advantages(scores, index, objective, **options.group_kwargs())
         except ValueError as err:
-            raise ValueError(f"adv_estimator={NAME!r} with {_where()}={options}: {err}") from err
+            raise ValueError(
+                f"adv_estimator={NAME!r} with {_where()}={options} (objective {objective.name!r} at step "
+                f"{step}): {err}"
+            ) from err
         advantages = token_advantages(adv, response_mask)
+    if options.metrics:
+        values = training_metrics(scores, index, objective, adv, ks=options.metric_ks, noise=options.noise)
+        values.update({f"rankgrad/schedule/{k}": float(v) for k, v in schedule.values(step).items()})
+        if schedule.horizon > 0:
+            values["rankgrad/schedule/step"] = float(step)
+        _record(values)
     return advantages, advantages
+
+
+# ----------------------------------------------------------------------------- validation
+_VALIDATION_ENV = "RANKGRAD_VERL_VALIDATION"
+
+
+def _gen_ns(n: int) -> list[int]:
+    """verl's subset sizes for a prompt with n responses: 2, 4, ... below n, then n (none for n <= 1)."""
+    if n <= 1:
+        return []
+    out, k = [], 2
+    while k < n:
+        out.append(k)
+        k *= 2
+    return [*out, n]
+
+
+def _numeric(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """A validation variable as (float64 values, valid mask), None/NaN missing; None if not numeric."""
+    present = [v for v in values if v is not None]
+    if not present or isinstance(present[0], (str, bytes)):
+        return None
+    try:
+        x = np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return x, np.isfinite(x)
+
+
+def validation_metrics(
+    data_sources: Sequence[str],
+    sample_uids: Sequence[Any],
+    infos_dict: Mapping[str, Sequence[Any]],
+    expected_acc_counts: Mapping[tuple[str, Any], int] | None = None,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Unbiased best@N and worst@N of a validation run, in verl's nested form.
+
+    For each data source, numeric variable (``reward``, ``acc``, ...; strings and ``None`` skipped, as
+    verl does) and prompt with n scored responses, for verl's sizes N = 2, 4, ..., n: the U-statistics
+    of max@N and min@N (:func:`rankgrad.metrics.max_at_k`, :func:`~rankgrad.metrics.min_at_k`), then
+    their mean over the prompts that have that N, as verl averages its metrics.
+
+    Args:
+      data_sources, sample_uids, infos_dict: what verl passes to its ``process_validation_metrics``:
+        ``[B]`` sources, ``[B]`` prompt uids, variable name → ``[B]`` values.
+      expected_acc_counts: verl's ``(data_source, uid) → expected responses``: missing ``acc`` values
+        count as 0 (and ``acc_success_only`` keeps the observed ones), as in verl.
+
+    Returns:
+      ``{data_source: {variable: {"best@N/unbiased": float, "worst@N/unbiased": float, ...}}}``.
+
+    Example:
+      >>> from rankgrad.integrations.verl import validation_metrics
+      >>> m = validation_metrics(["gsm8k"] * 4, ["q"] * 4, {"acc": [1, 0, 0, 0]})
+      >>> m["gsm8k"]["acc"]["best@4/unbiased"], m["gsm8k"]["acc"]["best@2/unbiased"]
+      (1.0, 0.5)
+    """
+    sources = np.asarray(list(data_sources), dtype=object)
+    uids = list(sample_uids)
+    if len(uids) != sources.shape[0]:
+        raise ValueError(f"sample_uids: expected one per sample ({sources.shape[0]}), got {len(uids)}.")
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for source in dict.fromkeys(sources.tolist()):
+        rows = np.flatnonzero(sources == source).tolist()
+        ids = [uids[i] for i in rows]
+        variables = {name: ([values[i] for i in rows], ids) for name, values in infos_dict.items()}
+        if expected_acc_counts and any(v is not None for v in variables.get("acc", ([], []))[0]):
+            _add_missing_acc(source, variables, expected_acc_counts)
+        for name, (values, labels) in variables.items():
+            parsed = _numeric(values)
+            if parsed is None or not parsed[1].any():
+                continue
+            out.setdefault(source, {})[name] = _best_worst(*parsed, labels)
+    return out
+
+
+def _add_missing_acc(
+    source: str, variables: dict[str, tuple[list, list]], expected: Mapping[tuple[str, Any], int]
+) -> None:
+    """verl's rule for prompts with an expected number of sessions: the sessions that produced no
+    ``acc`` count as 0 in ``acc``; ``acc_success_only`` keeps the observed values of those prompts."""
+    values, ids = variables["acc"]
+    want = {uid: int(count) for (src, uid), count in expected.items() if src == source}
+    have: dict[Any, int] = {}
+    for v, u in zip(values, ids, strict=True):
+        if v is not None:
+            have[u] = have.get(u, 0) + 1
+    extra = [u for u, count in want.items() for _ in range(max(count - have.get(u, 0), 0))]
+    variables["acc"] = (values + [0.0] * len(extra), ids + extra)
+    kept = [(v, u) for v, u in zip(values, ids, strict=True) if u in want]
+    variables["acc_success_only"] = ([v for v, _ in kept], [u for _, u in kept])
+
+
+def _best_worst(x: np.ndarray, valid: np.ndarray, ids: list) -> dict[str, float]:
+    best = max_at_k(x, ks=_all_ns(valid, ids), group_ids=ids, mask=valid)
+    worst = min_at_k(x, ks=best.ks, group_ids=ids, mask=valid)
+    out: dict[str, float] = {}
+    out.update(_verl_means(best, "best"))
+    out.update(_verl_means(worst, "worst"))
+    return out
+
+
+def _all_ns(valid: np.ndarray, ids: list) -> list[int]:
+    counts: dict[Any, int] = {}
+    for u, ok in zip(ids, valid.tolist(), strict=True):
+        counts[u] = counts.get(u, 0) + int(ok)
+    ns = sorted({n for c in counts.values() for n in _gen_ns(c)})
+    return ns or [1]
+
+
+def _verl_means(m: MaxAtK, label: str) -> dict[str, float]:
+    """Mean over the prompts whose verl size list holds N (a prompt with n responses has 2, 4, ..., n)."""
+    out = {}
+    for j, n in enumerate(m.ks):
+        use = np.array([n in _gen_ns(int(c)) for c in m.sizes])
+        if use.any():
+            out[f"{label}@{n}/unbiased"] = float(m.per_group[use, j].mean())
+    return out
+
+
+_BOOTSTRAP = ("best@", "worst@")
+
+
+def process_validation_metrics(
+    data_sources: Sequence[str],
+    sample_uids: Sequence[Any],
+    infos_dict: Mapping[str, Sequence[Any]],
+    seed: int = 42,
+    expected_acc_counts: Mapping[tuple[str, Any], int] | None = None,
+    *,
+    keep_bootstrap: bool = False,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """verl's ``process_validation_metrics`` with unbiased best@N / worst@N: a drop-in replacement.
+
+    Calls verl's own function (means, stds, majority votes unchanged), drops its bootstrap
+    ``best@N/mean|std`` and ``worst@N/mean|std`` (unless ``keep_bootstrap``) and adds
+    ``best@N/unbiased`` and ``worst@N/unbiased`` from :func:`validation_metrics`. verl's trainer then
+    files ``best@N/unbiased`` of its core variable under ``val-core`` as it did the bootstrap.
+    """
+    from verl.trainer.ppo import metric_utils
+
+    original = getattr(metric_utils.process_validation_metrics, "__rankgrad_wrapped__",
+                       metric_utils.process_validation_metrics)
+    kwargs = {"seed": seed}
+    if expected_acc_counts is not None:
+        kwargs["expected_acc_counts"] = expected_acc_counts
+    base = original(data_sources, sample_uids, infos_dict, **kwargs)
+    ours = validation_metrics(data_sources, sample_uids, infos_dict, expected_acc_counts)
+    for source, variables in ours.items():
+        for name, metrics in variables.items():
+            target = base[source][name]
+            if not keep_bootstrap:
+                for key in [k for k in target if k.startswith(_BOOTSTRAP)]:
+                    del target[key]
+            target.update(metrics)
+    return base
+
+
+def _replacement(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        return process_validation_metrics(*args, **kwargs)
+
+    wrapped.__rankgrad_wrapped__ = original
+    return wrapped
+
+
+def use_unbiased_validation(enable: bool = True) -> None:
+    """Make verl's validation report unbiased best@N / worst@N (:func:`process_validation_metrics`)
+    instead of its bootstrap, or restore verl's (``enable=False``).
+
+    Replaces ``process_validation_metrics`` in ``verl.trainer.ppo.metric_utils`` (imported here) and in
+    the trainer modules already loaded, which bind the name when they are imported; call it in the
+    process that runs the trainer before validation, or set ``RANKGRAD_VERL_VALIDATION=unbiased`` in that
+    process's environment (read when verl loads the plugin).
+    """
+    import verl.trainer.ppo.metric_utils  # noqa: F401  (trainers imported later bind the replacement)
+
+    for name in _TRAINER_MODULES:
+        module = sys.modules.get(name)
+        fn = getattr(module, "process_validation_metrics", None)
+        if not callable(fn):
+            continue
+        original = getattr(fn, "__rankgrad_wrapped__", None)
+        if enable and original is None:
+            module.process_validation_metrics = _replacement(fn)
+        elif not enable and original is not None:
+            module.process_validation_metrics = original
 
 
 # ----------------------------------------------------------------------- registration
@@ -447,6 +854,23 @@ def _register_on_import() -> None:
     _log.info("rankgrad: registered verl adv_estimator=%r (self-check passed: %s).", NAME, report)
 
 
+def _validation_from_env() -> None:
+    """``RANKGRAD_VERL_VALIDATION=unbiased``: switch verl's validation to unbiased best/worst@N."""
+    setting = os.environ.get(_VALIDATION_ENV, "").strip().lower()
+    if setting in ("", "0", "false", "bootstrap"):
+        return
+    if setting not in ("1", "true", "unbiased"):
+        _log.error("rankgrad: %s=%r not understood; expected 'unbiased' (or unset).", _VALIDATION_ENV,
+                   setting)
+        return
+    try:
+        use_unbiased_validation()
+    except Exception:
+        _log.error("rankgrad: %s=%s: could not switch verl's validation metrics.", _VALIDATION_ENV, setting,
+                   exc_info=True)
+        raise
+
+
 if __name__ == "__main__":  # python -m rankgrad.integrations.verl: load as verl would, then check
     import json
 
@@ -455,3 +879,4 @@ if __name__ == "__main__":  # python -m rankgrad.integrations.verl: load as verl
     print(json.dumps(_plugin.self_check(), indent=2))
 else:
     _register_on_import()
+    _validation_from_env()
