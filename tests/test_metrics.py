@@ -117,6 +117,18 @@ def test_mask_and_layouts_agree_and_masked_values_are_never_read():
     assert np.isnan(dense.per_group[0]).all() and dense.sizes[0] == 0
 
 
+@pytest.mark.parametrize("sizes", [(4, 5, 4), (1, 1, 1, 1, 12)])  # padded layout; too ragged to pad
+def test_padded_and_flat_value_layouts_match_enumeration(sizes):
+    rng = np.random.default_rng(len(sizes))
+    ids = rng.permutation(np.repeat(np.arange(len(sizes)), sizes))
+    flat = rng.normal(size=ids.size).round(1)
+    mask = rng.random(ids.size) < 0.9
+    m = max_at_k(flat, ks=[1, 2, 3, 9], group_ids=ids, mask=mask)
+    for row, g in enumerate(dict.fromkeys(ids.tolist())):  # rows in order of first appearance
+        y = flat[(ids == g) & mask]
+        np.testing.assert_allclose(m.per_group[row], [_enum_max(y, k) for k in (1, 2, 3, 9)], atol=1e-12)
+
+
 def test_string_and_mixed_labels_group_by_first_appearance():
     r = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
     m = max_at_k(r, ks=[2], group_ids=["z", 1, "z", 1.0, "1", "1"])  # 1 and 1.0 are one group; "1" another

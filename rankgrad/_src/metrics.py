@@ -153,7 +153,9 @@ class _Batch:
     """Rewards in the caller's layout, on the host: ``x`` float64 (0 where invalid), ``valid`` bool,
     both [G, N] (dense) or [B] (flat, with ``codes``); ``counts`` valid samples per group [G];
     ``total`` samples per group, valid or not [G]; ``lead``: the output shape of one value per group;
-    ``shape``: the caller's shape of the rewards."""
+    ``shape``: the caller's shape of the rewards; ``padded``: flat groups laid out as padded
+    ``([G, W] values, [G, W] valid)`` for the value calls, when that takes at most twice the memory of
+    the batch (else None: the value calls take the flat layout)."""
 
     x: np.ndarray
     valid: np.ndarray
@@ -163,12 +165,14 @@ class _Batch:
     total: np.ndarray
     lead: tuple
     shape: tuple
+    padded: tuple[np.ndarray, np.ndarray] | None = None
 
     def value(self, objective: Objective, keep: np.ndarray, **kw: Any) -> np.ndarray:
         """The core's value per group [G], over the valid samples of the groups in ``keep`` [G]."""
-        if self.codes is None:
-            m = self.valid & keep[:, None]
-            return np.asarray(value(self.x, objective, mask=None if m.all() else m, **kw))
+        if self.codes is None or self.padded is not None:
+            x, valid = (self.x, self.valid) if self.codes is None else self.padded
+            m = valid & keep[:, None]
+            return np.asarray(value(x, objective, mask=None if m.all() else m, **kw))
         m = self.valid & keep[self.codes]
         return np.asarray(value(self.x, objective, group_ids=self.codes, mask=None if m.all() else m, **kw))
 
@@ -225,7 +229,25 @@ def _batch(
     codes, g = _codes(group_ids, x.shape[0], ids_arg)
     counts = np.bincount(codes, weights=valid, minlength=g).astype(np.int64)
     total = np.bincount(codes, minlength=g).astype(np.int64)
-    return _Batch(x, valid, codes, g, counts, total, (g,), x.shape)
+    return _Batch(x, valid, codes, g, counts, total, (g,), x.shape, _padded(x, valid, codes, total))
+
+
+def _padded(
+    x: np.ndarray, valid: np.ndarray, codes: np.ndarray, total: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Flat groups as padded [G, W] rows (each group's samples in batch order), if G·W <= 2·B."""
+    g, w, b = total.size, int(total.max()), x.size
+    if g * w > 2 * b:
+        return None
+    order = np.argsort(codes, kind="stable")
+    starts = np.cumsum(total) - total
+    pos = np.empty(b, dtype=np.int64)
+    pos[order] = np.arange(b) - starts[codes[order]]
+    dx = np.zeros((g, w))
+    dv = np.zeros((g, w), dtype=bool)
+    dx[codes, pos] = x
+    dv[codes, pos] = valid
+    return dx, dv
 
 
 def _check_ks(ks: Any, arg: str = "ks") -> tuple[int, ...]:
