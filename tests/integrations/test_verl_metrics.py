@@ -43,6 +43,7 @@ def verl_step():
     """Set verl's step counter as its trainers do (SkipManager.set_step(global_steps)); restore after."""
     before = SkipManager.step
     rv.set_step(None)
+    rv.pop_metrics()  # what earlier calls (other test files) recorded
     yield SkipManager.set_step
     SkipManager.step = before
     rv.set_step(None)
@@ -129,7 +130,6 @@ def test_bad_schedule_config_is_named(options, match):
 
 # ------------------------------------------------------------------------- training metrics
 def test_metrics_reach_verls_metrics_dict_through_compute_data_metrics(verl_step):
-    rv.pop_metrics()
     data = _full_batch(seed=4)
     out = compute_advantage(data, adv_estimator=rv.NAME, config=_algo(objective="max@4", metric_ks=[1, 2, 5]))
     metrics = ray_trainer.compute_data_metrics(batch=out, use_critic=False)  # the name verl's fit() calls
@@ -152,13 +152,11 @@ def test_metrics_reach_verls_metrics_dict_through_compute_data_metrics(verl_step
 
 
 def test_metrics_can_be_switched_off(verl_step):
-    rv.pop_metrics()
     compute_advantage(_batch(seed=6), adv_estimator=rv.NAME, config=_algo(objective="max@4", metrics=False))
     assert rv.pop_metrics() == {}
 
 
 def test_metrics_of_several_calls_in_one_step_are_averaged(verl_step):
-    rv.pop_metrics()
     values = []
     for seed in (11, 12):
         data = _batch(seed=seed)
