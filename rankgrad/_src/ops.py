@@ -7,6 +7,7 @@ Every op works on the last axis of a 2-D ``[G, N]`` array unless it says otherwi
 from __future__ import annotations
 
 import sys
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -28,21 +29,37 @@ def is_jax(x: object) -> bool:
 
 
 class _TableCache:
-    """A bounded LRU of weight tables already converted to a backend's dtype and device."""
+    """A bounded, thread-safe LRU of weight tables already converted to a backend's dtype and device.
+
+    Look-ups and insertions hold one lock (no reader sees a half-evicted entry); building a missing
+    table runs outside it, so two threads may build the same table once each (same result).
+    """
 
     def __init__(self, maxsize: int = 256) -> None:
         self.maxsize = maxsize
         self.data: OrderedDict[tuple, Array] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def lookup(self, key: tuple) -> Array | None:
+        with self.lock:
+            hit = self.data.get(key)
+            if hit is not None:
+                self.data.move_to_end(key)
+            return hit
+
+    def put(self, key: tuple, value: Array) -> None:
+        with self.lock:
+            self.data[key] = value
+            self.data.move_to_end(key)
+            while len(self.data) > max(self.maxsize, 0):
+                self.data.popitem(last=False)
 
     def get(self, key: tuple, make):  # noqa: ANN001
-        hit = self.data.get(key)
+        hit = self.lookup(key)
         if hit is not None:
-            self.data.move_to_end(key)
             return hit
         value = make()
-        self.data[key] = value
-        if len(self.data) > self.maxsize:
-            self.data.popitem(last=False)
+        self.put(key, value)
         return value
 
 
@@ -57,9 +74,20 @@ class Ops:
 
     # conversions -----------------------------------------------------------
     def table(self, arr: np.ndarray, like: Array) -> Array:
-        """A float64 numpy table as a constant of ``like``'s dtype/device (cached by identity)."""
+        """A float64 numpy table as a constant of ``like``'s dtype/device (cached by identity).
+
+        Only concrete arrays are cached: a constant built inside a trace (``jax.jit``) belongs to that
+        trace and is rebuilt by the next one, never reused outside it. The cache keeps ``arr`` alive
+        with its entry, so its ``id`` cannot be reused while the entry exists.
+        """
         key = (id(arr), self.dtype_key(like))
-        return self._tables.get(key, lambda: (arr, self.from_numpy(arr, like)))[1]
+        hit = self._tables.lookup(key)
+        if hit is not None:
+            return hit[1]
+        value = self.from_numpy(arr, like)
+        if not self.is_traced(value):
+            self._tables.put(key, (arr, value))
+        return value
 
     def dtype_key(self, x: Array) -> tuple:
         return (str(x.dtype),)
@@ -90,6 +118,23 @@ class Ops:
         ...
 
     def gather_rows(self, x: Array, rows: np.ndarray, cols: np.ndarray) -> Array: ...
+    def concat(self, xs: list) -> Array:
+        """Concatenate along the first axis."""
+        ...
+
+    def take_first(self, x: Array, idx: np.ndarray) -> Array:
+        """``x[idx]`` along the first axis, ``idx`` host ints."""
+        ...
+
+    def scatter_first(self, parts: list, index: np.ndarray) -> Array:
+        """``out[index[i]] = concat(parts)[i]`` along the first axis, ``index`` a permutation of
+        0..n−1 (host ints): pieces computed on subsets put back in place. A concatenation and one
+        gather, so gradients flow through it (torch, jax)."""
+        index = np.asarray(index, dtype=np.int64)
+        inverse = np.empty_like(index)
+        inverse[index] = np.arange(index.size)
+        return self.take_first(parts[0] if len(parts) == 1 else self.concat(parts), inverse)
+
     def sum(self, x: Array) -> Array: ...
     def asarray(self, arr: np.ndarray, like: Array) -> Array:
         """A host array (ints, bools) on ``like``'s device, dtype unchanged."""
@@ -133,6 +178,25 @@ class Ops:
         return self.flip(self.cumsum(self.flip(x)))
 
     def flip(self, x: Array) -> Array: ...
+
+    # magnitudes: overflow-safe scaling ---------------------------------------
+    def finfo_max(self, dtype: Any) -> float:
+        """The largest finite value of the float ``dtype`` (a dtype of this backend)."""
+        ...
+
+    def abs_max(self, x: Array) -> float:
+        """max |x| over every entry, as a host float: NaN if an entry is NaN, inf if one is ±inf, 0 for
+        an empty array. One reduction and one host transfer."""
+        ...
+
+    def row_abs_max(self, x: Array) -> Array:
+        """max |x| along the last axis, ``[G]`` (no host transfer; traceable)."""
+        ...
+
+    def floor_pow2(self, x: Array) -> Array:
+        """Elementwise, the largest power of two <= |x|, exactly, for finite float32/float64 ``x``
+        (0 for 0 and subnormals): the sign and mantissa bits cleared. Traceable."""
+        ...
 
 
 class NumpyOps(Ops):
@@ -217,6 +281,12 @@ class NumpyOps(Ops):
     def gather_rows(self, x, rows, cols):  # noqa: ANN001, D102
         return x[rows, cols]
 
+    def concat(self, xs):  # noqa: ANN001, D102
+        return np.concatenate(xs, axis=0)
+
+    def take_first(self, x, idx):  # noqa: ANN001, D102
+        return x[idx]
+
     def sum(self, x):  # noqa: ANN001, D102
         return np.sum(x, axis=-1)
 
@@ -235,6 +305,22 @@ class NumpyOps(Ops):
 
     def convert(self, x, like):  # noqa: ANN001, D102
         return np.asarray(x, dtype=np.float64 if like is None else like.dtype)
+
+    def finfo_max(self, dtype):  # noqa: ANN001, D102
+        return float(np.finfo(dtype).max)
+
+    def abs_max(self, x):  # noqa: ANN001, D102
+        if x.size == 0:
+            return 0.0
+        return float(np.maximum(x.max(), -x.min()))  # two passes, no temporary; NaN propagates
+
+    def row_abs_max(self, x):  # noqa: ANN001, D102
+        return np.abs(x).max(axis=-1)
+
+    def floor_pow2(self, x):  # noqa: ANN001, D102
+        x = np.ascontiguousarray(x)
+        ity, bits = (np.int64, 0x7FF0000000000000) if x.dtype == np.float64 else (np.int32, 0x7F800000)
+        return (x.view(ity) & ity(bits)).view(x.dtype)
 
 
 class TorchOps(Ops):
@@ -260,7 +346,10 @@ class TorchOps(Ops):
         return self.torch.tensor(np.array(arr), dtype=like.dtype, device=like.device)
 
     def to_numpy(self, x):  # noqa: ANN001, D102
-        return x.detach().cpu().numpy()
+        x = x.detach()
+        if x.dtype == self.torch.bfloat16:  # numpy has no bfloat16; float32 holds every bf16 value
+            x = x.float()
+        return x.cpu().numpy()
 
     def is_traced(self, x):  # noqa: ANN001, D102
         comp = getattr(self.torch, "compiler", None)
@@ -332,6 +421,12 @@ class TorchOps(Ops):
         t = self.torch
         return x[t.as_tensor(rows, device=x.device), t.as_tensor(cols, device=x.device)]
 
+    def concat(self, xs):  # noqa: ANN001, D102
+        return self.torch.cat(xs, dim=0)
+
+    def take_first(self, x, idx):  # noqa: ANN001, D102
+        return x[self.torch.as_tensor(idx, device=x.device)]
+
     def sum(self, x):  # noqa: ANN001, D102
         return x.sum(dim=-1)
 
@@ -355,6 +450,22 @@ class TorchOps(Ops):
         if like is None:
             return self.float_like(t.as_tensor(x))
         return t.as_tensor(x, device=like.device).to(like.dtype)
+
+    def finfo_max(self, dtype):  # noqa: ANN001, D102
+        return float(self.torch.finfo(dtype).max)
+
+    def abs_max(self, x):  # noqa: ANN001, D102
+        if x.numel() == 0:
+            return 0.0
+        return float(x.detach().abs().max())
+
+    def row_abs_max(self, x):  # noqa: ANN001, D102
+        return x.abs().amax(dim=-1)
+
+    def floor_pow2(self, x):  # noqa: ANN001, D102
+        t = self.torch
+        ity, bits = (t.int64, 0x7FF0000000000000) if x.dtype == t.float64 else (t.int32, 0x7F800000)
+        return t.bitwise_and(x.contiguous().view(ity), bits).view(x.dtype)
 
 
 class JaxOps(Ops):
@@ -433,6 +544,12 @@ class JaxOps(Ops):
     def gather_rows(self, x, rows, cols):  # noqa: ANN001, D102
         return x[rows, cols]
 
+    def concat(self, xs):  # noqa: ANN001, D102
+        return self.jnp.concatenate(xs, axis=0)
+
+    def take_first(self, x, idx):  # noqa: ANN001, D102
+        return x[idx]
+
     def sum(self, x):  # noqa: ANN001, D102
         return self.jnp.sum(x, axis=-1)
 
@@ -454,8 +571,25 @@ class JaxOps(Ops):
         x = self.jnp.asarray(x)
         return self.float_like(x) if like is None else x.astype(like.dtype)
 
+    def finfo_max(self, dtype):  # noqa: ANN001, D102
+        return float(self.jnp.finfo(dtype).max)
+
+    def abs_max(self, x):  # noqa: ANN001, D102
+        if x.size == 0:
+            return 0.0
+        return float(self.jnp.max(self.jnp.abs(x)))
+
+    def row_abs_max(self, x):  # noqa: ANN001, D102
+        return self.jnp.max(self.jnp.abs(x), axis=-1)
+
+    def floor_pow2(self, x):  # noqa: ANN001, D102
+        jnp, lax = self.jnp, self.jax.lax
+        ity, bits = (jnp.int64, 0x7FF0000000000000) if x.dtype == jnp.float64 else (jnp.int32, 0x7F800000)
+        return lax.bitcast_convert_type(lax.bitcast_convert_type(x, ity) & jnp.asarray(bits, ity), x.dtype)
+
 
 _OPS: dict[str, Ops] = {}
+_OPS_LOCK = threading.Lock()
 
 
 def get_ops(x: object) -> Ops:
@@ -466,6 +600,10 @@ def get_ops(x: object) -> Ops:
         key = "jax"
     else:
         key = "numpy"
-    if key not in _OPS:
-        _OPS[key] = {"numpy": NumpyOps, "torch": TorchOps, "jax": JaxOps}[key]()
-    return _OPS[key]
+    ops = _OPS.get(key)
+    if ops is None:
+        with _OPS_LOCK:  # one instance per backend, also when threads race to create it
+            ops = _OPS.get(key)
+            if ops is None:
+                ops = _OPS[key] = {"numpy": NumpyOps, "torch": TorchOps, "jax": JaxOps}[key]()
+    return ops

@@ -14,13 +14,17 @@ small for K) and, when asked explicitly, applies GRPO's std normalisation.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Literal
 
 import numpy as np
 
 from rankgrad._src import ops as ops_lib
+from rankgrad._src.errors import InputTypeError
 from rankgrad._src.estimators import ESTIMATORS, _estimator_name
 from rankgrad._src.estimators import advantages as _advantages
+from rankgrad._src.layout import backend_mask, check_real, group_codes, host_mask
 from rankgrad._src.objectives import Objective, parse
 
 Array = Any
@@ -30,15 +34,40 @@ def _ops(x: Array) -> ops_lib.Ops:
     return ops_lib.get_ops(x)
 
 
-def _labels(uids: Any, b: int) -> np.ndarray:
-    """Any [B] labels (list, numpy incl. object/str, torch/jax ints) as a numpy array."""
-    if ops_lib.is_torch(uids):
-        arr = uids.detach().cpu().numpy()
-    else:
-        arr = np.asarray(uids)
-    if arr.ndim != 1 or arr.shape[0] != b:
-        raise ValueError(f"uids: expected one label per score, shape [{b}], got shape {arr.shape}.")
-    return arr
+def _as_array(x: Any) -> Array:
+    """torch/jax arrays as they are; anything else (lists, numpy) as a numpy array."""
+    return x if ops_lib.is_torch(x) or ops_lib.is_jax(x) else np.asarray(x)
+
+
+def _shape_of(x: Any, arg: str) -> tuple:
+    if hasattr(x, "shape"):
+        return tuple(x.shape)
+    try:
+        return tuple(np.shape(x))
+    except ValueError:  # a ragged nested list
+        raise ValueError(f"{arg}: expected a rectangular array, got a ragged nested list.") from None
+
+
+def _label_at(uids: Any, i: int) -> Any:
+    """The caller's label at position ``i`` as a Python value (for messages)."""
+    v = uids[i]
+    if ops_lib.is_torch(v) or ops_lib.is_jax(v) or isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _check_eps(eps: Any) -> float:
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise InputTypeError(f"eps: expected a number >= 0 (the std offset), got {type(eps).__name__}.")
+    value = float(eps)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"eps: expected a finite number >= 0 (the std offset, e.g. 1e-6), got {eps!r}.")
+    return value
+
+
+def _is_half(dtype: Any) -> bool:
+    """bfloat16 / float16 (any backend): computed in float32 here, returned in that dtype."""
+    return "float16" in str(dtype)
 
 
 def group_advantages(
@@ -63,7 +92,9 @@ def group_advantages(
 
     Args:
       scores: ``[B]`` rewards (numpy, torch CPU/CUDA or jax). NaN marks an unscorable rollout.
-      uids: ``[B]`` group labels (ints or strings; any order; groups may differ in size).
+      uids: ``[B]`` group labels: ints, strings, bytes, bools, finite floats or a mix (any order;
+        groups may differ in size). Labels of different kinds are different groups (``"1"`` ≠ ``1``);
+        numbers compare by value (``1 == 1.0``); ``None`` and NaN are rejected.
       objective: preset string (``"max@4"``, ``"cvar:0.25@8"``...) or :class:`rankgrad.Objective`.
       estimator: any name in ``rankgrad.ESTIMATORS`` (default ``"ordergrad"``).
       unscorable: ``"error"`` (default) raises on NaN/inf scores; ``"zero"`` drops them from their group
@@ -77,17 +108,21 @@ def group_advantages(
         (K/N_g for ``"ordergrad"``; see ``rankgrad.ESTIMATORS``), so that Σ_i a_i ∇log p(y_i) summed
         over the *whole batch* is the unbiased gradient of Σ_prompts J_K even when group sizes differ.
         Without it a larger group weighs more. Errors for estimators with no such scale (biased ones).
-      eps: the std offset (and GRPO's, for ``estimator="grpo"``).
+      eps: the std offset (and GRPO's, for ``estimator="grpo"``): a finite number >= 0.
       noise: ``(rho0, rho1)`` verifier flip rates for 0/1 scores (see :mod:`rankgrad.noisy`);
         ``(None, rho1)``: forward correction (mean objective only).
-      mask: optional ``[B]`` bool, False = not part of any group (advantage 0).
+      mask: optional ``[B]`` bool (or 0/1 numbers), False = not part of any group (advantage 0).
 
     Returns:
       ``[B]`` advantages, same backend, device and float dtype as ``scores``; 0 where excluded.
+      bfloat16 / float16 scores are computed in float32 and returned in their own dtype.
 
     Raises:
+      InputTypeError: complex or non-numeric scores, a mask that is not boolean or numeric, labels
+        of an unsupported type.
       ValueError: mismatched shapes, non-finite scores (``unscorable="error"``), groups too small
-        (``small_groups="error"``), unknown names.
+        (``small_groups="error"``), unknown names, ``None``/NaN labels, mask values other than 0/1,
+        a negative or non-finite ``eps``.
 
     Example:
       >>> import numpy as np
@@ -103,21 +138,31 @@ def group_advantages(
         raise ValueError(f"unscorable: expected 'error' or 'zero', got {unscorable!r}.")
     if small_groups not in ("error", "zero"):
         raise ValueError(f"small_groups: expected 'error' or 'zero', got {small_groups!r}.")
+    eps = _check_eps(eps)
+    scores = _as_array(scores)
     ops = _ops(scores)
-    host = np.asarray(ops.to_numpy(ops.float_like(scores)), dtype=np.float64)
+    check_real(ops, scores, "scores")
+    caller_dtype = ops.float_like(scores).dtype
+    half = _is_half(caller_dtype)
+    work = ops.compute(scores) if half else ops.float_like(scores)
+    host = np.asarray(ops.to_numpy(work), dtype=np.float64)
     if host.ndim != 1:
         raise ValueError(f"scores: expected flat [B] scores, got shape {host.shape}; use rankgrad.advantages "
                          "for [..., N] groups.")
     b = host.shape[0]
     if b == 0:
         raise ValueError("scores: got no rollouts (B = 0).")
-    labels = _labels(uids, b)
+    uid_shape = _shape_of(uids, "uids")
+    if uid_shape != (b,):
+        raise ValueError(f"uids: expected one label per score, shape [{b}], got shape {uid_shape}.")
+    groups = group_codes(uids, b, arg="uids")
+    inverse = groups.codes
     valid = np.ones(b, dtype=bool)
     if mask is not None:
-        m = mask.detach().cpu().numpy() if ops_lib.is_torch(mask) else np.asarray(mask)
-        if m.shape != (b,):
-            raise ValueError(f"mask: expected shape [{b}] like scores, got {m.shape}.")
-        valid &= m.astype(bool)
+        m_shape = _shape_of(mask, "mask")
+        if m_shape != (b,):
+            raise ValueError(f"mask: expected shape [{b}] like scores, got {m_shape}.")
+        valid &= host_mask(mask, (b,), "mask")
 
     bad = valid & ~np.isfinite(host)
     if bad.any():
@@ -130,15 +175,13 @@ def group_advantages(
             )
         valid &= ~bad
 
-    _, inverse = np.unique(labels, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    counts = np.bincount(inverse, weights=valid)
+    counts = np.bincount(inverse, weights=valid, minlength=groups.count)
     need = max(obj.k + 1, 2)
     small = valid & (counts[inverse] < need)
     if small.any():
         if small_groups == "error":
             first = int(np.flatnonzero(small)[0])
-            label = labels[first].item() if isinstance(labels[first], np.generic) else labels[first]
+            label = _label_at(uids, first)
             raise ValueError(
                 f"uids: group {label!r} has {int(counts[inverse[first]])} valid rollout(s), but "
                 f"objective {obj.name!r} (K={obj.k}) needs at least {need}; sample more rollouts per "
@@ -146,17 +189,17 @@ def group_advantages(
             )
         valid &= ~small
 
-    clean = ops.float_like(scores)
+    clean = work
     if not valid.all():  # excluded entries may be NaN: keep them out of the arithmetic too
         zero = ops.convert(np.zeros(b), clean)
         clean = ops.where(ops.asarray(valid, clean), clean, zero)
     if not valid.any():
-        return clean
+        return ops.cast(clean, caller_dtype)
     adv = _advantages(
         clean,
         obj,
-        group_ids=inverse,
-        mask=None if valid.all() else ops.asarray(valid, scores),
+        group_ids=groups,
+        mask=None if valid.all() else ops.asarray(valid, clean),
         estimator=estimator,
         eps=eps,
         noise=noise,
@@ -169,13 +212,13 @@ def group_advantages(
                 f"loss_scale: estimator {info.name!r} is biased and has no gradient scale; pass "
                 "loss_scale=False, or an unbiased estimator such as 'ordergrad'."
             )
-        sizes = counts[inverse]
-        factor *= np.where(valid, [info.gradient_scale(int(n), obj.k) if n else 0.0 for n in sizes], 0.0)
+        per_group = np.array([info.gradient_scale(int(n), obj.k) if n else 0.0 for n in counts])
+        factor *= np.where(valid, per_group[inverse], 0.0)
     if std_normalize:
         factor /= _group_std(host, inverse, valid) + eps
     if loss_scale or std_normalize:
         adv = adv * ops.convert(factor, adv)
-    return adv
+    return ops.cast(adv, caller_dtype) if half else adv
 
 
 def _group_std(x: np.ndarray, inverse: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -193,17 +236,25 @@ def token_advantages(adv: Array, response_mask: Array) -> Array:
     """Broadcast per-rollout advantages over response tokens: ``adv[:, None] * response_mask``.
 
     Args:
-      adv: ``[B]`` per-rollout advantages.
-      response_mask: ``[B, T]`` 1/True on response tokens, 0/False on padding and prompt.
+      adv: ``[B]`` per-rollout advantages (any float dtype, bfloat16 and float16 included).
+      response_mask: ``[B, T]`` True/1 on response tokens, False/0 on padding and prompt: boolean, or
+        integers/floats that are exactly 0 or 1 (numpy or a list also with torch/jax ``adv``).
 
     Returns:
       ``[B, T]`` in ``adv``'s dtype and backend; 0 off the mask.
+
+    Raises:
+      InputTypeError: a complex ``adv``, or a mask that is not boolean or numeric.
+      ValueError: mismatched shapes, mask values other than 0 and 1.
     """
+    adv = _as_array(adv)
     ops = _ops(adv)
-    m = ops.convert(response_mask, adv)
-    if tuple(m.shape[:1]) != tuple(adv.shape) or len(m.shape) != 2:
+    check_real(ops, adv, "adv")
+    shape = _shape_of(response_mask, "response_mask")
+    if shape[:1] != tuple(adv.shape) or len(shape) != 2:
         raise ValueError(
             f"response_mask: expected shape [B, T] with B = {tuple(adv.shape)[0] if adv.shape else '?'} "
-            f"(one row per advantage), got {tuple(m.shape)}."
+            f"(one row per advantage), got {shape}."
         )
+    m = backend_mask(ops, response_mask, shape, adv, arg="response_mask")
     return adv[:, None] * ops.cast(m, adv.dtype)
