@@ -6,18 +6,25 @@ unbiasedness claim), ``prompts`` (next epoch's objective-aware prompt sampling p
 scored rollouts), ``objectives``, ``estimators`` and ``demo``. Every command is a thin layer over
 the public API; matplotlib, pyarrow, tqdm and torch are imported only by the commands that use them.
 
-Exit status: 0 success, 1 bad data or a failed check, 2 bad arguments.
+Exit status: 0 success, 1 bad data or a failed check, 2 bad arguments, 70 an internal error (a bug:
+please report it), 128 + N stopped by signal N (130 for Ctrl-C). Every failure is one message on
+stderr naming the file or argument; ``--debug`` (or the environment variable ``RANKGRAD_DEBUG=1``)
+adds the traceback of an internal error. Files are written only on success (see
+:mod:`rankgrad.cli._files`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 import rankgrad
 from rankgrad.cli import _advantages, _check, _demo, _info, _prompts, _weights
-from rankgrad.cli._common import EXIT_USAGE, CliError
+from rankgrad.cli._common import EXIT_DATA, EXIT_INTERNAL, EXIT_USAGE, CliError
+from rankgrad.cli._files import Terminated, signals_raise
 
 __all__ = ["main", "build_parser"]
 
@@ -31,7 +38,12 @@ examples:
   rankgrad estimators
 
 `rankgrad COMMAND --help` shows each command's options and examples.
-exit status: 0 success; 1 bad data or a failed check; 2 bad arguments."""
+exit status: 0 success; 1 bad data or a failed check; 2 bad arguments; 70 internal error (please
+report it, with the output of --debug); 128+N stopped by signal N. Files are written only on success:
+outputs are checked before any input is read, written to temporary files next to them and renamed
+at the end; an input is never overwritten; '-' is stdin (IN) or stdout (OUT)."""
+
+_DEBUG_HELP = "on an internal error, print the traceback (also: environment variable RANKGRAD_DEBUG=1)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"rankgrad {rankgrad.__version__}")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _advantages.add_parser(sub)
     _weights.add_parser(sub)
@@ -51,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     _prompts.add_parser(sub)
     _info.add_parsers(sub)
     _demo.add_parser(sub)
+    for command in sub.choices.values():  # also after the command; SUPPRESS keeps a --debug given before
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
     return parser
 
 
@@ -64,14 +79,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    command = f"rankgrad {args.command}"
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("RANKGRAD_DEBUG", "") not in ("", "0")
     try:
-        return int(args.func(args))
+        with signals_raise():
+            return int(args.func(args))
     except CliError as err:
-        print(f"rankgrad {args.command}: error: {err}", file=sys.stderr)
+        print(f"{command}: error: {err}", file=sys.stderr)
         return err.code
+    except Terminated as sig:
+        print(f"{command}: stopped by {sig.name}; temporary files removed", file=sys.stderr)
+        return 128 + sig.signum
     except KeyboardInterrupt:
-        print(f"rankgrad {args.command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted; temporary files removed", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `rankgrad ... | head`
         sys.stderr.close()
         return 0
+    except MemoryError:
+        print(f"{command}: error: out of memory; nothing was written. Try a smaller input or objective.",
+              file=sys.stderr)
+        return EXIT_DATA
+    except OSError as err:  # the system refused a read or write (disk full, I/O error, permissions)
+        where = f" ({err.filename!r})" if err.filename else ""
+        print(f"{command}: error: {err.strerror or err}{where}; nothing was written.", file=sys.stderr)
+        return EXIT_DATA
+    except Exception as err:  # last line of defence: one line instead of a traceback
+        if debug:
+            traceback.print_exc()
+        first = (str(err).splitlines() or [""])[0][:300]
+        print(f"{command}: internal error ({type(err).__name__}: {first}); nothing was written. This is a "
+              "bug in rankgrad: please report it with the command line"
+              + ("" if debug else " and the output of --debug") + ".", file=sys.stderr)
+        return EXIT_INTERNAL

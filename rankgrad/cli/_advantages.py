@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
 import sys
 import time
 
@@ -20,12 +20,21 @@ from rankgrad.cli._common import (
     fmt_noise,
     fmt_seconds,
     noise_arg,
+    nonneg_float,
+    nonneg_int,
     objective_arg,
+    objective_k,
+    objective_name,
     positive_int,
     progress_enabled,
     require,
-    require_folder,
 )
+from rankgrad.cli._files import STDIO, Transaction
+
+# Up to this K the objective is built and its combination with the estimator probed before IN is read
+# (cheap); above it, only after the scan and only if some group has K + 1 rows (so the cost is bounded
+# by the data): a K larger than every group fails fast with the usual small-group report.
+_EAGER_K = 4096
 
 HELP = "add a per-rollout advantage column to a JSONL / CSV / Parquet file of rollouts"
 
@@ -42,8 +51,17 @@ strings they were; JSONL rows keep their exact bytes (the key is spliced in befo
 Bad data is never written: every bad row is reported on stderr as FILE:LINE: message (1-based
 physical line numbers, blank lines counted, the CSV header is line 1; Parquet: 0-based row index),
 then the command exits 1 and OUT is not created (an existing OUT is left untouched). Bad rows are:
-malformed JSON / CSV rows, a missing or empty group key, a non-numeric, missing, null, NaN or
-infinite reward, and groups with fewer than K + 1 rows. Rewards may be numbers or true/false.
+malformed JSON / CSV rows, a missing, empty, null or NaN group key, a non-numeric, missing, null, NaN,
+infinite or out-of-range reward, and groups with fewer than K + 1 rows. Rewards may be numbers or
+true/false; in CSV a number is plain ASCII decimal (no spaces, no '1_000'). Group keys keep their JSON
+type: "1", 1 and true are three groups, 1 and 1.0 one; CSV keys are strings. If any computed advantage
+is not finite (rewards near the float64 limit), the command fails naming the first such row.
+
+Files: OUT is checked before IN is read (its folder must exist; a directory, FIFO or device is refused;
+a symbolic link or read-only file only with --force) and may not be IN. It is written to a temporary
+file next to it and renamed at the end, only on success; on an error, Ctrl-C or SIGTERM/SIGHUP the
+temporary file is removed. If IN changes between the two passes, nothing is written. IN '-' reads
+stdin (give --format); OUT '-' writes stdout (format of --output-format, else that of IN).
 
 The gradient these advantages are unbiased for, per group g of N_g rollouts:
   (K / N_g) * sum_i a_i * grad log p(y_i)      (estimator ordergrad; see `rankgrad estimators`)."""
@@ -63,8 +81,10 @@ exit status: 0 written; 1 bad data (nothing written); 2 bad arguments."""
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("advantages", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", metavar="IN", help="rollout file (.jsonl, .csv, .tsv, .parquet; text may be .gz)")
-    p.add_argument("output", metavar="OUT", help="where to write; replaced atomically, only on success")
+    p.add_argument("input", metavar="IN",
+                   help="rollout file (.jsonl, .csv, .tsv, .parquet; text may be .gz; '-' = stdin)")
+    p.add_argument("output", metavar="OUT",
+                   help="where to write ('-' = stdout); replaced atomically, only on success")
     p.add_argument("--objective", "-O", required=True, metavar="SPEC",
                    help="objective preset with its K, e.g. max@4, pass@8, cvar:0.25@8, median@5 "
                         "(see `rankgrad objectives`)")
@@ -78,7 +98,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="replace the advantage column if the input already has one (else an error)")
     p.add_argument("--estimator", default="ordergrad", metavar="NAME",
                    help="advantage estimator (default: ordergrad; see `rankgrad estimators`)")
-    p.add_argument("--eps", type=float, default=1e-6, help="std offset of --estimator grpo (default: 1e-6)")
+    p.add_argument("--eps", type=nonneg_float, default=1e-6,
+                   help="std offset of --estimator grpo, a finite number >= 0 (default: 1e-6)")
     p.add_argument("--noise", type=noise_arg, metavar="RHO0,RHO1",
                    help="0/1 rewards from a verifier with false-positive rate RHO0 and false-negative rate "
                         "RHO1: advantages for the objective of the true labels (rankgrad.noisy); "
@@ -94,8 +115,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="format of IN (default: from its extension)")
     p.add_argument("--output-format", choices=("auto", *_io.FORMATS), default="auto",
                    help="format of OUT (default: from its extension)")
-    p.add_argument("--max-errors", type=int, default=100, metavar="N",
+    p.add_argument("--max-errors", type=nonneg_int, default=100, metavar="N",
                    help="list at most N bad rows (all are counted; 0 = list all) (default: 100)")
+    p.add_argument("--force", action="store_true",
+                   help="replace OUT even if it is a symbolic link (the link itself is replaced) or "
+                        "read-only")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary line")
     p.set_defaults(func=run)
 
@@ -106,58 +130,94 @@ def _check_combination(obj: rankgrad.Objective, estimator: str, args: argparse.N
     probe = (np.arange(obj.k + 1) % 2).astype(np.float64)
     try:
         rankgrad.advantages(probe, obj, estimator=estimator, eps=args.eps, noise=args.noise)
-    except ValueError as err:
+    except (ValueError, OverflowError) as err:
         raise CliError(str(err)) from None
+
+
+def _out_spec(args: argparse.Namespace, src_fmt: str) -> _io.FileSpec:
+    if args.output == STDIO:  # stdout: --output-format, else IN's format (uncompressed)
+        fmt = args.output_format if args.output_format != "auto" else src_fmt
+        return _io.FileSpec(STDIO, fmt, False, name="<stdout>")
+    return _io.file_spec(args.output, args.output_format, "OUT")
 
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    obj = objective_arg(args.objective, args.k)
+    k = objective_k(args.objective, args.k)
     est = estimator_name(args.estimator)
-    _check_combination(obj, est, args)
-    src = _io.file_spec(args.input, args.format, "IN")
-    out = _io.file_spec(args.output, args.output_format, "OUT")
-    if "parquet" in (src.fmt, out.fmt):
+    obj = None
+    if k <= _EAGER_K:
+        obj = objective_arg(args.objective, args.k)
+        _check_combination(obj, est, args)
+    if args.input == STDIO and args.format == "auto":
+        raise CliError("IN '-' (stdin): give its format with --format (jsonl, csv, tsv or parquet).")
+    src_fmt = args.format if args.input == STDIO else _io.file_spec(args.input, args.format, "IN").fmt
+    out = _out_spec(args, src_fmt)
+    if "parquet" in (src_fmt, out.fmt):
         require("pyarrow.parquet", "parquet", "reading or writing Parquet")
-    if not os.path.isfile(src.path):
-        raise CliError(f"IN {src.path!r}: no such file.")
-    require_folder(out.path, "OUT")
     progress = progress_enabled(args.quiet)
 
-    scan = _io.scan(src, args.group_key, args.reward_key, args.advantage_key, overwrite=args.overwrite,
-                    want_columns=src.fmt != out.fmt, want_kinds=src.fmt == "jsonl" and out.fmt == "parquet",
-                    max_errors=args.max_errors, progress=progress)
-    if scan.n_rows == 0:
-        raise CliError(f"{src.path}: no rows.", EXIT_DATA)
-    need = max(obj.k + 1, 2)
-    valid, problems, notes = _validate(scan, obj, est, args, need)
-    if problems or sum(scan.counts.values()):
-        _io.report_problems(scan, problems, max_errors=args.max_errors, command="advantages",
-                            written=f" to {out.path}")
-        return EXIT_DATA
+    with Transaction(args.force) as tx:
+        target = tx.output(args.output, "OUT", stdout_ok=True)
+        tx.protect(args.input, "IN")
+        tx.begin()
+        src = _io.open_input(args.input, args.format, tx)
+        scan = _io.scan(src, args.group_key, args.reward_key, args.advantage_key, overwrite=args.overwrite,
+                        want_columns=src.fmt != out.fmt,
+                        want_kinds=src.fmt == "jsonl" and out.fmt == "parquet",
+                        max_errors=args.max_errors, progress=progress,
+                        named_fields=out.fmt not in ("csv", "tsv") and src.fmt != out.fmt)
+        if scan.n_rows == 0:
+            raise CliError(f"{src.display}: no rows.", EXIT_DATA)
+        need = max(k + 1, 2)
+        name = obj.name if obj is not None else objective_name(args.objective, args.k)
+        valid, problems, notes = _validate(scan, name, est, args, need)
+        if problems or sum(scan.counts.values()):
+            _io.report_problems(scan, problems, max_errors=args.max_errors, command="advantages",
+                                written=f" to {out.display}", group_key=args.group_key)
+            return EXIT_DATA
 
-    adv = np.zeros(scan.n_rows)
-    if valid.any():
-        try:
-            adv[valid] = _compute(scan.rewards[valid], scan.codes[valid], obj, est, args)
-        except ValueError as err:  # the library refused the data: report, write nothing
-            raise CliError(f"{src.path}: {err}", EXIT_DATA) from None
-    _io.write(scan, out, adv, args.advantage_key, overwrite=args.overwrite, progress=progress)
+        adv = np.zeros(scan.n_rows)
+        if valid.any():
+            if obj is None:  # a large K: some group has K + 1 rows, so building it is bounded by the data
+                obj = objective_arg(args.objective, args.k)
+                _check_combination(obj, est, args)
+            try:
+                adv[valid] = _compute(scan.rewards[valid], scan.codes[valid], obj, est, args)
+            except (ValueError, OverflowError) as err:  # the library refused the data: report, write nothing
+                raise CliError(f"{src.display}: {err}", EXIT_DATA) from None
+        _require_finite(scan, adv)
+        _io.write(scan, dataclasses.replace(out, path=target.tmp), adv, args.advantage_key,
+                  overwrite=args.overwrite, progress=progress)
+        tx.commit()
 
     if not args.quiet:
-        sizes = np.bincount(scan.codes, minlength=len(scan.labels))
+        sizes = np.bincount(scan.codes[scan.codes >= 0], minlength=len(scan.labels))
         noise = f", noise {fmt_noise(args.noise)}" if args.noise else ""
         extra = "".join(f"; {n}" for n in notes)
         print(
             f"rankgrad advantages: {fmt_count(scan.n_rows)} rows, {fmt_count(len(sizes))} groups "
-            f"(size {sizes.min()}-{sizes.max()}, mean {sizes.mean():.1f}), {obj.name}, {est}{noise}{extra} "
-            f"-> {out.path} in {fmt_seconds(time.perf_counter() - t0)}",
+            f"(size {sizes.min()}-{sizes.max()}, mean {sizes.mean():.1f}), {name}, {est}{noise}{extra} "
+            f"-> {out.display} in {fmt_seconds(time.perf_counter() - t0)}",
             file=sys.stderr,
         )
     return EXIT_OK
 
 
-def _validate(scan: _io.Scan, obj: rankgrad.Objective, est: str, args: argparse.Namespace,
+def _require_finite(scan: _io.Scan, adv: np.ndarray) -> None:
+    """Never write a non-finite advantage: fail naming the first row that has one."""
+    bad = np.flatnonzero(~np.isfinite(adv))
+    if bad.size:
+        i = int(bad[0])
+        top = float(np.nanmax(np.abs(scan.rewards), initial=0.0))
+        why = (f" Rewards this large (|reward| up to {top:.3g}) overflow float64: rescale them."
+               if top > 1e150 else "")
+        raise CliError(f"{scan.spec.loc(int(scan.locs[i]))}: the advantage computed for this row is "
+                       f"{float(adv[i])!r}, not a finite number ({bad.size} row(s) like it); nothing was "
+                       f"written.{why}", EXIT_DATA)
+
+
+def _validate(scan: _io.Scan, name: str, est: str, args: argparse.Namespace,
               need: int) -> tuple[np.ndarray, list[tuple[int, str]], list[str]]:
     """Which rows get a computed advantage; every problem as (location, message); notes for the summary."""
     problems: list[tuple[int, str]] = []
@@ -183,10 +243,10 @@ def _validate(scan: _io.Scan, obj: rankgrad.Objective, est: str, args: argparse.
     g = len(scan.labels)
     sizes = np.bincount(scan.codes[scorable], minlength=g)
     small = np.flatnonzero(sizes < need)
-    valid = scorable & (sizes[np.maximum(scan.codes, 0)] >= need)
+    valid = scorable & (sizes[np.maximum(scan.codes, 0)] >= need) if g else np.zeros(scan.n_rows, bool)
     if small.size:
         if args.small_groups == "error":
-            _small_group_problems(scan, obj, small, sizes, need, args.group_key, problems)
+            _small_group_problems(scan, name, small, sizes, need, args.group_key, problems)
         else:
             notes.append(f"{fmt_count(small.size)} groups with < {need} scorable rows -> advantage 0")
     return valid, problems, notes
@@ -197,7 +257,7 @@ def _status_message(status: int, rk: str) -> str:
         "advantage 0"
 
 
-def _small_group_problems(scan: _io.Scan, obj: rankgrad.Objective, small: np.ndarray, sizes: np.ndarray,
+def _small_group_problems(scan: _io.Scan, name: str, small: np.ndarray, sizes: np.ndarray,
                           need: int, group_key: str, problems: list[tuple[int, str]]) -> None:
     rows = np.flatnonzero(np.isin(scan.codes, small))
     order = rows[np.argsort(scan.codes[rows], kind="stable")]
@@ -208,11 +268,12 @@ def _small_group_problems(scan: _io.Scan, obj: rankgrad.Objective, small: np.nda
         locs = scan.locs[members]
         shown = ", ".join(str(x) for x in locs[:10]) + (", ..." if locs.size > 10 else "")
         scan.counts["group too small"] += 1
-        problems.append((int(locs[0]), f"group {scan.labels[code]!r} has {sizes[code]} scorable row(s) of "
-                                       f"{locs.size} ({unit} {shown}); {obj.name} needs at least {need} "
+        label = _io.key_text(scan.labels[code])
+        problems.append((int(locs[0]), f"group {label} has {sizes[code]} scorable row(s) of "
+                                       f"{locs.size} ({unit} {shown}); {name} needs at least {need} "
                                        "per group (K + 1)"))
     if np.median(sizes) < need:
-        problems.append((-1, f"hint: most groups are too small for {obj.name} (median "
+        problems.append((-1, f"hint: most groups are too small for {name} (median "
                                                  f"size {np.median(sizes):g} over {len(sizes)} groups); is "
                                                  f"--group-key {group_key!r} the prompt id?"))
 

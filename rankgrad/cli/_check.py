@@ -27,14 +27,21 @@ import rankgrad
 from rankgrad.cli._common import (
     EXIT_DATA,
     EXIT_OK,
+    N_MAX,
     CliError,
     estimator_name,
     fmt_count,
     fmt_seconds,
     noise_arg,
     objective_arg,
+    objective_k,
+    positive_float,
     positive_int,
+    seed_arg,
 )
+
+_ARMS_MAX = 10_000
+_CHUNK_CELLS = 1 << 22  # sampled draws (groups × max(N, arms)) per batched call, at most
 
 HELP = "Monte-Carlo check of every estimator's unbiasedness claim against the exact gradient"
 
@@ -71,8 +78,11 @@ examples:
   rankgrad check --objective mean --n 8 --binary --noise 0.1,0.3
   rankgrad check --objective max@4 --format json > check.json
 
-exit status: 0 every claim holds; 1 an estimator declared unbiased is biased (or the two exact
-gradients disagree); 2 bad arguments."""
+An estimator that returns a non-finite advantage fails its claim. In --format json, a number that is
+not finite (the cosine of a zero mean) is written as null. N is at most 100000, arms at most 10000.
+
+exit status: 0 every claim holds; 1 an estimator declared unbiased is biased, returns non-finite
+advantages (or the two exact gradients disagree); 2 bad arguments."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -84,16 +94,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=positive_int, help="group size N > K (default: max(2K, K + 4))")
     p.add_argument("--arms", type=positive_int, default=6, help="number of arms M (default: 6)")
     p.add_argument("--samples", type=positive_int, default=20_000, help="number of groups (default: 20000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed, 0 <= S < 2**64 (default: 0)")
     p.add_argument("--estimators", default="all", metavar="LIST",
-                   help="comma-separated estimator names, or 'all' (default)")
+                   help="comma-separated estimator names (at least one), or 'all' (default)")
     p.add_argument("--binary", action="store_true",
                    help="0/1 rewards (Bernoulli per arm), for pass@K and chen_passk")
     p.add_argument("--noise", type=noise_arg, metavar="RHO0,RHO1",
                    help="flip the observed 0/1 rewards (false-positive rate RHO0, false-negative rate RHO1); "
                         "needs --binary")
-    p.add_argument("--tolerance", type=float, default=4.0, metavar="T",
-                   help="bias threshold in standard errors (default: 4)")
+    p.add_argument("--tolerance", type=positive_float, default=4.0, metavar="T",
+                   help="bias threshold in standard errors, a finite number > 0 (default: 4)")
     p.add_argument("--batch", type=positive_int, default=10_000,
                    help="groups per batched call (default: 10000)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output (default: text)")
@@ -154,6 +164,7 @@ class Row:
     s1: np.ndarray  # Σ (ĝ − g)
     s2: np.ndarray  # Σ (ĝ − g)²
     count: int = 0
+    nonfinite: int = 0  # advantages that were NaN or ±inf (a failure of any claim)
 
 
 def _estimate(a: np.ndarray, x: np.ndarray, pi: np.ndarray, scale: float) -> np.ndarray:
@@ -164,11 +175,29 @@ def _estimate(a: np.ndarray, x: np.ndarray, pi: np.ndarray, scale: float) -> np.
     return scale * (hits - a.sum(1, keepdims=True) * pi[None, :])
 
 
+def _estimator_list(text: str) -> list[str]:
+    """``--estimators``: 'all', or comma-separated names (no empty entries, at least one)."""
+    if text.strip() == "all":
+        return list(rankgrad.ESTIMATORS)
+    parts = [e.strip() for e in text.split(",")]
+    if not any(parts) or "" in parts:
+        raise CliError(f"--estimators {text!r}: an empty name; give comma-separated names such as "
+                       "ordergrad,rloo (see `rankgrad estimators`), or all.")
+    names = [estimator_name(e) for e in parts]
+    return list(dict.fromkeys(names))  # once each, in the order given
+
+
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    k = objective_k(args.objective, args.k)
+    if args.n is not None and args.n > N_MAX:
+        raise CliError(f"--n: at most {N_MAX}, got {args.n}.")
+    if k >= N_MAX:
+        raise CliError(f"--objective: K = {k} needs groups of N > K, but N is at most {N_MAX}.")
+    if args.arms > _ARMS_MAX:
+        raise CliError(f"--arms: at most {_ARMS_MAX}, got {args.arms}.")
     obj = objective_arg(args.objective, args.k)
-    k = int(obj.k)
-    n = args.n if args.n is not None else max(2 * k, k + 4)
+    n = args.n if args.n is not None else min(max(2 * k, k + 4), N_MAX)
     if n <= k:
         raise CliError(f"--n: the estimators need groups larger than K (N >= K + 1 = {k + 1}), got N = {n}.")
     if args.noise is not None and not args.binary:
@@ -178,8 +207,8 @@ def run(args: argparse.Namespace) -> int:
                        "the mean objective it also checks the forward correction, which is given only RHO1.")
     if args.samples < 2:
         raise CliError("--samples: need at least 2 groups for a standard error.")
-    names = list(rankgrad.ESTIMATORS) if args.estimators.strip() == "all" else \
-        [estimator_name(e) for e in args.estimators.split(",") if e.strip()]
+    names = _estimator_list(args.estimators)
+    batch = max(1, min(args.batch, _CHUNK_CELLS // max(n, args.arms)))
     rng = np.random.default_rng(args.seed)
     bandit, theta = _bandit(rng, args.arms, args.binary)
     g_exact, how, agree = exact_gradient(bandit, theta, obj)
@@ -194,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     skipped: dict[str, str] = {}
     done = 0
     while done < args.samples:
-        g = min(args.batch, args.samples - done)
+        g = min(batch, args.samples - done)
         x, rewards = _sample(rng, bandit, g, n, args.noise)
         for label, est, kw in entries:
             if label in skipped:
@@ -206,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
                 why = str(err).split("\n")[0]
                 skipped[label] = why + (" (try --binary)" if "0/1" in why and not args.binary else "")
                 continue
+            finite = np.isfinite(a)
             if label not in rows:
                 claim = "unbiased" if info.unbiased else "biased"
                 if label == "ordergrad+forward":  # the clean direction, scale (1−ρ0−ρ1)/(1−ρ1)
@@ -215,6 +245,9 @@ def run(args: argparse.Namespace) -> int:
                 scale = None if info.gradient_scale is None else float(info.gradient_scale(n, k))
                 rows[label] = Row(label, claim, scale, np.zeros(args.arms), np.zeros(args.arms))
             row = rows[label]
+            if not finite.all():
+                row.nonfinite += int((~finite).sum())
+                a = np.where(finite, a, 0.0)
             d = _estimate(a, x, bandit.pi, 1.0 if row.scale is None else row.scale) - g_exact
             row.s1 += d.sum(0)
             row.s2 += (d * d).sum(0)
@@ -235,10 +268,21 @@ def run(args: argparse.Namespace) -> int:
         "seconds": time.perf_counter() - t0,
     }
     if args.format == "json":
-        print(json.dumps(report, indent=2))
+        print(json.dumps(_finite_or_null(report), indent=2, allow_nan=False))
     else:
         print(_text(report))
     return EXIT_OK if not report["failed"] else EXIT_DATA
+
+
+def _finite_or_null(v: Any) -> Any:
+    """The report with every non-finite float as None (JSON null): JSON has no NaN or infinity."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite_or_null(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite_or_null(x) for x in v]
+    return v
 
 
 def _sample(rng: np.random.Generator, b: Bandit, g: int, n: int, noise: tuple[float, float] | None
@@ -270,8 +314,10 @@ def _summarise(r: Row, g: np.ndarray, tol: float) -> dict[str, Any]:
     norm = float(np.linalg.norm(mean)) * math.sqrt(gg)
     cos = float(mean @ g) / norm if norm > 0 else math.nan
     total_var = float(var.sum()) / (fitted**2 if fitted else 1.0)  # biased: in units of ∇J
-    detected = z > tol
-    if r.claim == "unbiased":
+    detected = not z <= tol  # NaN (a broken estimate) counts as detected
+    if r.nonfinite:
+        verdict = f"FAILED: {r.nonfinite} non-finite advantage(s)"
+    elif r.claim == "unbiased":
         verdict = f"BIASED: claim fails ({z:.1f} SE)" if detected else f"unbiased within {tol:g} SE"
     elif r.claim == "aligned":
         verdict = f"MISALIGNED: claim fails ({z:.1f} SE)" if detected else \
@@ -288,7 +334,8 @@ def _summarise(r: Row, g: np.ndarray, tol: float) -> dict[str, Any]:
         "bias_norm_se": float(np.sqrt((se * se).sum())), "cosine": cos,
         "total_variance": total_var,
         "mean": mean.tolist(), "se": se.tolist(), "verdict": verdict,
-        "fails_claim": bool(r.claim in ("unbiased", "aligned") and detected),
+        "nonfinite_advantages": r.nonfinite,
+        "fails_claim": bool(r.nonfinite or (r.claim in ("unbiased", "aligned") and detected)),
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
+import math
 import re
 import sys
 from types import ModuleType
@@ -17,6 +17,10 @@ import rankgrad
 EXIT_OK = 0
 EXIT_DATA = 1  # bad data (rows, files' content) or a failed self-check
 EXIT_USAGE = 2  # bad arguments (argparse uses 2 too)
+EXIT_INTERNAL = 70  # an unexpected exception: a bug to report (EX_SOFTWARE of sysexits.h)
+
+# Largest group size N of `rankgrad weights` and `rankgrad check` (tables, plots, Monte-Carlo groups).
+N_MAX = 100_000
 
 
 class CliError(Exception):
@@ -38,6 +42,44 @@ def require(module: str, extra: str, what: str) -> ModuleType:
         ) from None
 
 
+def objective_name(spec: str, k: int | None) -> str:
+    """The objective's label before it is built: the spec, with ``@K`` from ``--k`` when it has none."""
+    spec = spec.strip()
+    if "@" in spec:
+        base, _, raw = spec.rpartition("@")
+        try:
+            return f"{base}@{int(float(raw))}"  # max@1e7 -> max@10000000
+        except (ValueError, OverflowError):
+            return spec
+    return spec if k is None else f"{spec}@{k}"
+
+
+def objective_k(spec: str, k: int | None) -> int:
+    """K of ``--objective`` / ``--k`` without building the objective (whose tables grow with K), so that
+    K can be checked against the data or a limit first. Same rules as :func:`objective_arg`; a spec
+    this cannot read is left to the library's parser (through :func:`objective_arg`)."""
+    text = spec.strip()
+    if "@" not in text:
+        if k is not None:
+            return k
+        if text.lower() == "mean":
+            return 1
+        return int(objective_arg(spec, k).k)
+    raw = text.rsplit("@", 1)[1].strip()
+    if not re.fullmatch(r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?", raw):
+        return int(objective_arg(spec, k).k)
+    kf = float(raw)
+    if not (math.isfinite(kf) and kf >= 1):
+        raise CliError(f"--objective {spec!r}: K = {raw} is not an integer >= 1 that a float can hold.")
+    if kf != math.floor(kf):
+        raise CliError(f"--objective: {text!r} has fractional K; the command line needs an integer K.")
+    if k is not None and int(kf) != k:
+        raise CliError(
+            f"--objective {text!r} has K={kf:g} but --k {k} was given; drop one or make them agree."
+        )
+    return int(kf)
+
+
 def objective_arg(spec: str, k: int | None = None) -> rankgrad.Objective:
     """Resolve ``--objective`` and ``--k`` to one objective.
 
@@ -52,9 +94,11 @@ def objective_arg(spec: str, k: int | None = None) -> rankgrad.Objective:
             obj = rankgrad.parse(spec)
         else:
             obj = rankgrad.parse(f"{spec}@{k}")
-    except ValueError as err:
+    except (ValueError, OverflowError) as err:
         hint = "" if (has_k or k is not None) else "\nGive K with an @K suffix or with --k."
-        raise CliError(f"{err}{hint}") from None
+        msg = str(err) if isinstance(err, ValueError) else \
+            f"--objective {spec!r}: a number is too large ({err})"
+        raise CliError(f"{msg}{hint}") from None
     if has_k and k is not None and obj.k != k:
         raise CliError(
             f"--objective {spec!r} has K={obj.k:g} but --k {k} was given; drop one or make them agree."
@@ -88,13 +132,6 @@ def fmt_noise(noise: tuple[float | None, float]) -> str:
     return f"{rho0},{noise[1]:g}"
 
 
-def require_folder(path: str, what: str) -> None:
-    """Fail before any work if the folder an output file goes into does not exist."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise CliError(f"{what} {path!r}: folder {folder!r} does not exist.")
-
-
 def positive_int(text: str) -> int:
     """An argparse ``type=`` for integers >= 1."""
     try:
@@ -103,6 +140,51 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
+    return v
+
+
+def nonneg_int(text: str) -> int:
+    """An argparse ``type=`` for integers >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
+def seed_arg(text: str) -> int:
+    """An argparse ``type=`` for random seeds: integers 0 <= S < 2**64."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= v < 2**64:
+        raise argparse.ArgumentTypeError(f"expected a seed 0 <= S < 2**64, got {v}")
+    return v
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type=`` for finite numbers > 0 (not NaN, not inf)."""
+    v = _float(text)
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return v
+
+
+def nonneg_float(text: str) -> float:
+    """An argparse ``type=`` for finite numbers >= 0 (not NaN, not inf)."""
+    v = _float(text)
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return v
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 
-from rankgrad.cli._common import EXIT_OK, CliError
+from rankgrad.cli._common import EXIT_OK, CliError, seed_arg
 
 HELP = "run the demo experiments (risk-sensitive gridworld, best-of-K language model)"
 
@@ -23,12 +24,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", metavar="DIR", help="folder for the PNGs and JSONs (default: the demo's own)")
     p.add_argument("--quick", action="store_true", help="a reduced run (seconds)")
-    p.add_argument("--seed", type=int, help="base random seed")
+    p.add_argument("--seed", type=seed_arg, help="base random seed, 0 <= S < 2**64")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CliError(f"--out {args.out!r}: exists and is not a folder; give a folder for the results.")
     try:
         demo = importlib.import_module("rankgrad.experiments.demo")
     except ModuleNotFoundError as err:

@@ -22,12 +22,15 @@ from rankgrad.cli._common import (
     CliError,
     fmt_count,
     fmt_seconds,
+    nonneg_int,
     objective_arg,
+    objective_k,
     positive_int,
     progress_enabled,
     require,
-    require_folder,
+    seed_arg,
 )
+from rankgrad.cli._files import STDIO, Transaction
 from rankgrad.sampling import SCORES, PromptSampler, prompt_scores
 
 HELP = "prompt sampling probabilities for the next epoch from a file of scored rollouts"
@@ -47,9 +50,16 @@ Per prompt, in order of first appearance in IN:
   probability  (1 - U) * score / sum(score) + U / P   (U = --uniform, P = number of prompts;
                uniform over the prompts if every score is 0)
 
-OUT by its extension: .csv / .tsv (a header row, then one row per prompt), .jsonl (one object per
-prompt), .json ({"objective", "score", ..., "prompts": [...], "draws": [...]}); written atomically,
-only on success. Without OUT: a table of the 20 most probable prompts and a summary on stdout.
+OUT by its extension (or --output-format): .csv / .tsv (a header row, then one row per prompt), .jsonl
+(one object per prompt), .json ({"objective", "score", ..., "prompts": [...], "draws": [...]}); '-'
+writes it to stdout (CSV unless --output-format says otherwise). Without OUT: a table of the 20 most
+probable prompts and a summary on stdout.
+
+Files: OUT and --draws-out are checked before IN is read (folders must exist; a directory, FIFO or
+device is refused; a symbolic link or read-only file only with --force); neither may be IN, nor may
+they be one file. Both are written to temporary files and renamed at the end together, only on
+success; on an error, Ctrl-C or SIGTERM/SIGHUP the temporary files are removed. IN '-' reads stdin
+(give --format).
 
 --draw M draws M prompt keys from the probabilities, with replacement (--seed S for a fixed draw).
 They go to --draws-out FILE (one key per line, in draw order) and, when OUT is .json, also to its
@@ -58,8 +68,9 @@ They go to --draws-out FILE (one key per line, in draw order) and, when OUT is .
 Formats of IN come from the extension (.jsonl/.ndjson, .csv, .tsv, each optionally .gz; .parquet/.pq)
 or --format. Bad data is never used: every bad row is reported on stderr as FILE:LINE: message (as in
 `rankgrad advantages`; Parquet: 0-based row index), then the command exits 1 and writes nothing. Bad
-rows are: malformed JSON / CSV rows, a missing or empty group key, a missing, null, non-numeric, NaN
-or infinite reward, and a reward outside [0, 1]."""
+rows are: malformed JSON / CSV rows, a missing, empty, null or NaN group key, a missing, null,
+non-numeric, NaN, infinite or out-of-range reward, and a reward outside [0, 1]. Group keys keep their
+JSON type ("1", 1 and true are three prompts; 1 and 1.0 one); CSV keys are strings."""
 
 EPILOG = """\
 scores (p = a prompt's pass rate): uniform = 1; variance = p(1-p), right for the mean objective;
@@ -79,6 +90,8 @@ examples:
 exit status: 0 written; 1 bad data (nothing written); 2 bad arguments."""
 
 _OUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json"}
+# Largest K of --score gradient: its slope sums K binomial terms C(K-1, s), beyond float64 for K > 1029.
+_GRADIENT_K_MAX = 1000
 _COLUMNS = ("prompt", "rollouts", "successes", "pass_rate", "score", "probability")
 _TOP = 20  # rows of the stdout table
 
@@ -112,10 +125,11 @@ def share_arg(text: str) -> float:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prompts", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", metavar="IN", help="rollout file (.jsonl, .csv, .tsv, .parquet; text may be .gz)")
+    p.add_argument("input", metavar="IN",
+                   help="rollout file (.jsonl, .csv, .tsv, .parquet; text may be .gz; '-' = stdin)")
     p.add_argument("output", metavar="OUT", nargs="?",
-                   help="where to write (.csv, .tsv, .jsonl, .json); replaced atomically, only on success "
-                        "(default: a table on stdout)")
+                   help="where to write (.csv, .tsv, .jsonl, .json; '-' = stdout); replaced atomically, only "
+                        "on success (default: a table on stdout)")
     p.add_argument("--objective", "-O", metavar="SPEC",
                    help="objective whose gradient the prompts are chosen for, e.g. max@4, pass@8, mean "
                         "(default: max@4, or max@K with --k)")
@@ -131,7 +145,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="share of the probability spread uniformly over all prompts (default: 0.1)")
     p.add_argument("--draw", type=positive_int, metavar="M",
                    help="also draw M prompt keys from the probabilities, with replacement")
-    p.add_argument("--seed", type=int, metavar="S", help="seed of --draw (default: fresh randomness)")
+    p.add_argument("--seed", type=seed_arg, metavar="S",
+                   help="seed of --draw, 0 <= S < 2**64 (default: fresh randomness)")
     p.add_argument("--draws-out", metavar="FILE",
                    help="write the --draw keys here, one per line (needed unless OUT is .json)")
     p.add_argument("--group-key", default="prompt_id", metavar="KEY",
@@ -139,8 +154,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reward-key", default="reward", metavar="KEY", help="reward column (default: reward)")
     p.add_argument("--format", choices=("auto", *_io.FORMATS), default="auto",
                    help="format of IN (default: from its extension)")
-    p.add_argument("--max-errors", type=int, default=100, metavar="N",
+    p.add_argument("--output-format", choices=("auto", *_OUT_FORMATS.values()), default="auto",
+                   help="format of OUT (default: from its extension; csv for '-')")
+    p.add_argument("--max-errors", type=nonneg_int, default=100, metavar="N",
                    help="list at most N bad rows (all are counted; 0 = list all) (default: 100)")
+    p.add_argument("--force", action="store_true",
+                   help="replace OUT / --draws-out even if a symbolic link (the link itself is replaced) or "
+                        "read-only")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary line")
     p.set_defaults(func=run)
 
@@ -159,11 +179,15 @@ def _check_combination(obj: rankgrad.Objective, args: argparse.Namespace) -> Non
     try:
         probe.update([0], [0.5])
         probe.probabilities()
-    except ValueError as err:
-        raise CliError(str(err)) from None
+    except (ValueError, OverflowError) as err:
+        raise CliError(f"--objective {obj.name} with --score {args.score}: {err}") from None
 
 
-def _out_format(path: str) -> str:
+def _out_format(path: str, override: str) -> str:
+    if override != "auto":
+        return override
+    if path == STDIO:
+        return "csv"
     ext = os.path.splitext(path)[1].lower()
     if ext not in _OUT_FORMATS:
         raise CliError(f"OUT {path!r}: cannot tell the format from the extension (known: "
@@ -174,65 +198,87 @@ def _out_format(path: str) -> str:
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     spec = args.objective if args.objective is not None else "max" if args.k is not None else "max@4"
+    k = objective_k(spec, args.k)
+    if args.score == "gradient" and k > _GRADIENT_K_MAX:
+        raise CliError(f"--objective: K = {k} is too large for --score gradient (at most {_GRADIENT_K_MAX}); "
+                       "use a smaller K or another --score.")
     obj = objective_arg(spec, args.k)
     _check_combination(obj, args)
-    src = _io.file_spec(args.input, args.format, "IN")
-    out_fmt = _out_format(args.output) if args.output else "text"
+    if args.input == STDIO and args.format == "auto":
+        raise CliError("IN '-' (stdin): give its format with --format (jsonl, csv, tsv or parquet).")
+    src_fmt = args.format if args.input == STDIO else _io.file_spec(args.input, args.format, "IN").fmt
+    out_fmt = _out_format(args.output, args.output_format) if args.output else "text"
     if args.draws_out and args.draw is None:
         raise CliError("--draws-out: give the number of draws with --draw M.")
     if args.draw is not None and not args.draws_out and out_fmt != "json":
         raise CliError("--draw: give --draws-out FILE (one key per line) or a .json OUT for the draws.")
-    if src.fmt == "parquet":
+    if src_fmt == "parquet":
         require("pyarrow.parquet", "parquet", "reading Parquet")
-    if not os.path.isfile(src.path):
-        raise CliError(f"IN {src.path!r}: no such file.")
-    for path, what in ((args.output, "OUT"), (args.draws_out, "--draws-out")):
-        if path:
-            require_folder(path, what)
 
-    # no advantage column is written, so no key can clash: overwrite=True turns that check off
-    scan = _io.scan(src, args.group_key, args.reward_key, "", overwrite=True, want_columns=False,
-                    want_kinds=False, max_errors=args.max_errors, progress=progress_enabled(args.quiet))
-    if scan.n_rows == 0:
-        raise CliError(f"{src.path}: no rows.", EXIT_DATA)
-    problems = _validate(scan, args.reward_key)
-    if problems or sum(scan.counts.values()):
-        _io.report_problems(scan, problems, max_errors=args.max_errors, command="prompts")
-        return EXIT_DATA
+    with Transaction(args.force) as tx:
+        target = tx.output(args.output, "OUT", stdout_ok=True) if args.output else None
+        drawn = tx.output(args.draws_out, "--draws-out") if args.draws_out else None
+        tx.protect(args.input, "IN")
+        tx.begin()
+        src = _io.open_input(args.input, args.format, tx)
+        # no advantage column is written, so no key can clash: overwrite=True turns that check off
+        scan = _io.scan(src, args.group_key, args.reward_key, "", overwrite=True, want_columns=False,
+                        want_kinds=False, max_errors=args.max_errors, progress=progress_enabled(args.quiet))
+        if scan.n_rows == 0:
+            raise CliError(f"{src.display}: no rows.", EXIT_DATA)
+        problems = _validate(scan, args.reward_key)
+        if problems or sum(scan.counts.values()):
+            _io.report_problems(scan, problems, max_errors=args.max_errors, command="prompts",
+                                group_key=args.group_key)
+            return EXIT_DATA
 
-    sampler = _sampler(len(scan.labels), obj, args)
-    sampler.update(scan.codes, scan.rewards)
-    rates = sampler.pass_rates
-    table = {
-        "prompt": scan.labels,
-        "rollouts": sampler.trials.astype(np.int64),
-        "successes": sampler.successes,
-        "pass_rate": rates,
-        "score": prompt_scores(rates, args.score, objective=obj, group_size=args.group_size),
-        "probability": sampler.probabilities(),
-    }
-    draws = [scan.labels[i] for i in sampler.sample(args.draw)] if args.draw is not None else None
+        sampler = _sampler(len(scan.labels), obj, args)
+        sampler.update(scan.codes, scan.rewards)
+        rates = sampler.pass_rates
+        table = {
+            "prompt": scan.labels,
+            "rollouts": sampler.trials.astype(np.int64),
+            "successes": sampler.successes,
+            "pass_rate": rates,
+            "score": prompt_scores(rates, args.score, objective=obj, group_size=args.group_size),
+            "probability": sampler.probabilities(),
+        }
+        _require_finite(scan, table)
+        draws = [scan.labels[i] for i in sampler.sample(args.draw)] if args.draw is not None else None
 
-    if out_fmt == "text":
-        sys.stdout.write(_text(table, obj, args))
-    else:
-        _write(args.output, out_fmt, table, draws, obj, args, scan.n_rows)
-    if draws is not None and args.draws_out:
-        with _io.atomic_path(args.draws_out) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write("".join(_key_text(k) + "\n" for k in draws))
+        if target is not None:
+            _write(target.tmp, out_fmt, table, draws, obj, args, scan.n_rows)
+        if drawn is not None and draws is not None:
+            with open(drawn.tmp, "w", encoding="utf-8", newline="\n") as f:
+                f.write("".join(_key_text(k) + "\n" for k in draws))
+        text = _text(table, obj, args) if target is None else ""
+        tx.commit()
+    sys.stdout.write(text)  # the table only once every file is in place
 
     if not args.quiet:
         n = table["rollouts"]
-        where = args.output or "stdout"
-        drawn = "" if draws is None else f", {fmt_count(args.draw)} draws" + (
+        where = "stdout" if args.output in (None, STDIO) else args.output
+        drawn_note = "" if draws is None else f", {fmt_count(args.draw)} draws" + (
             f" -> {args.draws_out}" if args.draws_out else "")
         print(
             f"rankgrad prompts: {fmt_count(scan.n_rows)} rows, {fmt_count(n.size)} prompts "
             f"(rollouts {n.min()}-{n.max()}, mean {n.mean():.1f}), {obj.name}, score {args.score} -> {where}"
-            f"{drawn} in {fmt_seconds(time.perf_counter() - t0)}",
+            f"{drawn_note} in {fmt_seconds(time.perf_counter() - t0)}",
             file=sys.stderr,
         )
     return EXIT_OK
+
+
+def _require_finite(scan: _io.Scan, table: dict[str, Any]) -> None:
+    """Never write a non-finite number: fail naming the first prompt (and its first row) that has one."""
+    for col in _COLUMNS[2:]:
+        bad = np.flatnonzero(~np.isfinite(np.asarray(table[col], dtype=np.float64)))
+        if bad.size:
+            code = int(bad[0])
+            first = int(scan.locs[np.flatnonzero(scan.codes == code)[0]])
+            raise CliError(f"{scan.spec.loc(first)}: prompt {_io.key_text(scan.labels[code])} got a {col} of "
+                           f"{float(table[col][code])!r}, not a finite number; nothing was written.",
+                           EXIT_DATA)
 
 
 def _validate(scan: _io.Scan, rk: str) -> list[tuple[int, str]]:
@@ -264,7 +310,8 @@ def _records(table: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _write(path: str, fmt: str, table: dict[str, Any], draws: list[Any] | None, obj: rankgrad.Objective,
            args: argparse.Namespace, n_rows: int) -> None:
-    with _io.atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+    """The table (and the draws, in JSON) to ``path``, a temporary file the caller renames on success."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
         if fmt in ("csv", "tsv"):
             w = csv.writer(f, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
             w.writerow(_COLUMNS)
@@ -273,12 +320,14 @@ def _write(path: str, fmt: str, table: dict[str, Any], draws: list[Any] | None, 
                             *(_io._num(table[c][i]) for c in _COLUMNS[2:])])
         elif fmt == "jsonl":
             for rec in _records(table):
-                f.write(json.dumps(rec, ensure_ascii=False, default=_io._json_default) + "\n")
+                f.write(json.dumps(rec, ensure_ascii=False, allow_nan=False, default=_io._json_default)
+                        + "\n")
         else:
             doc = {"objective": obj.name, "score": args.score, "group_size": args.group_size,
                    "prior": list(args.prior), "uniform": args.uniform, "rows": n_rows,
                    "seed": args.seed, "prompts": _records(table), "draws": draws or []}
-            f.write(json.dumps(doc, ensure_ascii=False, indent=2, default=_io._json_default) + "\n")
+            f.write(json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False, default=_io._json_default)
+                    + "\n")
 
 
 def _text(table: dict[str, Any], obj: rankgrad.Objective, args: argparse.Namespace) -> str:

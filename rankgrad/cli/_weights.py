@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -11,7 +12,18 @@ from typing import Any
 import numpy as np
 
 import rankgrad
-from rankgrad.cli._common import EXIT_OK, CliError, estimator_name, objective_arg, positive_int, require
+from rankgrad.cli._common import (
+    EXIT_DATA,
+    EXIT_OK,
+    N_MAX,
+    CliError,
+    estimator_name,
+    objective_arg,
+    objective_k,
+    positive_int,
+    require,
+)
+from rankgrad.cli._files import STDIO, Transaction
 
 HELP = "show an objective's rank weights and the advantages it gives a group (table, JSON or plot)"
 
@@ -35,7 +47,11 @@ examples:
   rankgrad weights --objective mean --n 8 --estimator grpo --format json -o grpo.json
 
 --format auto: from -o's extension (.png/.pdf/.svg plot, .json JSON, else text); text to stdout
-without -o. Plots need matplotlib: pip install 'rankgrad[cli]'."""
+without -o (or with -o -). Plots need matplotlib: pip install 'rankgrad[cli]'.
+
+-o FILE is checked first (its folder must exist; a directory, FIFO or device is refused; a symbolic
+link or read-only file only with --force), written to a temporary file next to it and renamed at the
+end, only on success. N is at most 100000. A non-finite number is never written."""
 
 _PLOT_EXT = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
@@ -53,6 +69,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout (a plot needs it)")
     p.add_argument("--format", choices=("auto", "png", "json", "text"), default="auto",
                    help="output kind (default: auto, see below); png means any matplotlib image format")
+    p.add_argument("--force", action="store_true",
+                   help="replace -o FILE even if it is a symbolic link (the link itself is replaced) or "
+                        "read-only")
     p.set_defaults(func=run)
 
 
@@ -80,33 +99,56 @@ def compute(obj: rankgrad.Objective, n: int, estimator: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    obj = objective_arg(args.objective, args.k)
-    k = int(obj.k)
-    est = estimator_name(args.estimator)
-    n = args.n if args.n is not None else max(2 * k, k + 4)
+    k = objective_k(args.objective, args.k)
+    if args.n is not None and args.n > N_MAX:
+        raise CliError(f"--n: at most {N_MAX} (a table or plot of more ranks shows nothing more), got "
+                       f"{args.n}.")
+    if k >= N_MAX:
+        raise CliError(f"--objective: K = {k} needs groups of N > K, but N is at most {N_MAX}.")
+    n = args.n if args.n is not None else min(max(2 * k, k + 4), N_MAX)
     if n <= k:
         raise CliError(f"--n: advantages need a group larger than K (N >= K + 1 = {k + 1}), got N = {n}.")
+    obj = objective_arg(args.objective, args.k)
+    est = estimator_name(args.estimator)
     fmt = args.format
+    ext = os.path.splitext(args.output or "")[1].lower()
     if fmt == "auto":
-        ext = os.path.splitext(args.output or "")[1].lower()
         fmt = "png" if ext in _PLOT_EXT else "json" if ext == ".json" else "text"
     if fmt == "png" and not args.output:
         raise CliError("--format png: give the image file with -o/--output (e.g. -o weights.png).")
-    try:
-        data = compute(obj, n, est)
-    except ValueError as err:
-        raise CliError(str(err)) from None
-    if fmt == "png":
-        _plot(data, args.output)
+    with Transaction(args.force) as tx:
+        out = tx.output(args.output, "-o", stdout_ok=fmt != "png") if args.output else None
+        tx.begin()
+        try:
+            data = compute(obj, n, est)
+        except (ValueError, OverflowError) as err:
+            raise CliError(str(err)) from None
+        _require_finite(data)
+        if fmt == "png":
+            assert out is not None
+            _plot(data, out.tmp, ext[1:] if ext in _PLOT_EXT else "png")
+        else:
+            text = json.dumps(data, indent=2, allow_nan=False) + "\n" if fmt == "json" else _table(data)
+            if out is None:
+                sys.stdout.write(text)
+            else:
+                with open(out.tmp, "w", encoding="utf-8") as f:
+                    f.write(text)
+        tx.commit()
+    if fmt == "png" or (args.output and args.output != STDIO):
         print(f"rankgrad weights: wrote {args.output}", file=sys.stderr)
-        return EXIT_OK
-    text = json.dumps(data, indent=2) + "\n" if fmt == "json" else _table(data)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
     return EXIT_OK
+
+
+def _require_finite(d: dict[str, Any]) -> None:
+    """Never write a non-finite number: fail naming the first value that is not finite."""
+    for key, value in d.items():
+        values = value if isinstance(value, list) else [value]
+        for i, v in enumerate(values):
+            if isinstance(v, float) and not math.isfinite(v):
+                at = f"{key}[{i}]" if isinstance(value, list) else key
+                raise CliError(f"the library returned {at} = {v!r} for {d['objective']} at N = {d['n']}, "
+                               "not a finite number; nothing was written.", EXIT_DATA)
 
 
 def _table(d: dict[str, Any]) -> str:
@@ -127,7 +169,7 @@ def _table(d: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot(d: dict[str, Any], path: str) -> None:
+def _plot(d: dict[str, Any], path: str, image_format: str) -> None:
     mpl = require("matplotlib", "cli", "rankgrad weights plots")
     mpl.use("Agg")
     plt = require("matplotlib.pyplot", "cli", "rankgrad weights plots")
@@ -150,5 +192,5 @@ def _plot(d: dict[str, Any], path: str) -> None:
     ax2.set_title(f"advantages, N = {n}")
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format=image_format)  # path is a temporary name without the extension
     plt.close(fig)
