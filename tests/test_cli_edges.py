@@ -616,6 +616,18 @@ def _wait_for_tmp(folder: Path, proc: subprocess.Popen, timeout: float = 60) -> 
     pytest.fail("no temporary file appeared")
 
 
+def test_signal_handlers_are_restored(files) -> None:
+    src, out, _ = files
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        assert _adv(str(src), str(out), "-O", "max@2") == 0
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is before[signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_signals_remove_the_temporary_files(tmp_path, sig) -> None:
     """The command waits on stdin (spooled) after creating OUT's temporary file; a signal then must leave
@@ -763,6 +775,8 @@ def test_unexpected_exceptions_are_one_line_exit_70(files, capsys, monkeypatch) 
     assert "internal error (RuntimeError: something nobody expected)" in err and "please report" in err
     assert "Traceback" not in err
     assert _adv(str(src), str(out), "-O", "max@2", "--debug") == 70
+    assert "Traceback" in capsys.readouterr().err
+    assert main(["--debug", "advantages", str(src), str(out), "-O", "max@2"]) == 70
     assert "Traceback" in capsys.readouterr().err
     monkeypatch.setenv("RANKGRAD_DEBUG", "1")
     assert _adv(str(src), str(out), "-O", "max@2") == 70
