@@ -42,10 +42,11 @@ Keys (see :class:`VerlOptions`): ``objective`` (required), ``k``, ``k_schedule``
 ``algorithm.norm_adv_by_std_in_grpo`` (default True) is *not* used: std normalisation is
 ``rankgrad.std_normalize`` (default False), because it biases the gradient.
 
-K schedules (:mod:`rankgrad.schedules`)::
+K schedules (:mod:`rankgrad.schedules`), on the command line (a template such as ``max@{k}`` or
+``cvar:0.25@{k}`` needs Hydra's inner quotes: ``"+algorithm.rankgrad.objective='cvar:0.25@{k}'"``)::
 
-    +algorithm.rankgrad.objective='max@{k}'
-    +algorithm.rankgrad.k_schedule='{kind: linear, start: 8, end: 2, steps: 200}'
+    +algorithm.rankgrad.objective=max
+    '+algorithm.rankgrad.k_schedule={kind: linear, start: 8, end: 2, steps: 200}'
 
 verl passes an advantage estimator no step, so the step comes from verl's own step counter: both of
 verl's trainers (``RayPPOTrainer.fit`` and the v1 trainer) call ``verl.utils.skip.SkipManager.set_step``
@@ -309,7 +310,7 @@ def options_from_config(config: Any) -> VerlOptions:
         if "{k}" in text and not has_k:
             raise ValueError(
                 f"{_where(key)}={text!r} has a {{k}} field but no K is given; add +{_where('k')}=4 or "
-                f"+{_where('k_schedule')}='{{kind: linear, start: 8, end: 2, steps: 100}}'."
+                f"'+{_where('k_schedule')}={{kind: linear, start: 8, end: 2, steps: 100}}'."
             )
     if (raw.get("mix_objective") is None) != (raw.get("mix_weight") is None):
         raise ValueError(

@@ -74,6 +74,24 @@ def test_k_schedule_follows_verls_step_counter(verl_step, global_steps, k):
     assert logged["rankgrad/schedule/step"] == global_steps - 1
 
 
+def test_hydra_command_line_forms_reach_the_schedule(verl_step):
+    """The overrides the module docstring shows, composed with verl's own config."""
+    from hydra import compose, initialize_config_dir
+
+    config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
+    k_schedule = "+algorithm.rankgrad.k_schedule={kind: linear, start: 4, end: 2, steps: 4}"
+    forms = [["+algorithm.rankgrad.objective=max", k_schedule],
+             ["+algorithm.rankgrad.objective='max@{k}'", k_schedule]]
+    verl_step(3)  # step 2: K = 3
+    data = _batch(seed=9)
+    for overrides in forms:
+        with initialize_config_dir(config_dir=config_dir, version_base=None):
+            cfg = compose(config_name="ppo_trainer",
+                          overrides=["algorithm.adv_estimator=rankgrad", *overrides])
+        out = compute_advantage(data, adv_estimator=rv.NAME, config=cfg.algorithm)
+        torch.testing.assert_close(out.batch["advantages"], _reference(data, "max@3"), atol=1e-6, rtol=0)
+
+
 def test_set_step_takes_precedence_and_no_step_is_an_error(verl_step):
     algo = _algo(objective="max", k_schedule={"kind": "cosine", "start": 4, "end": 2, "steps": 2})
     data = _batch(seed=3)
