@@ -613,7 +613,7 @@ def _ragged_mix_case(backend: str, seed: int, big: int, masked: bool) -> None:
     got = bucketed(rankgrad.advantages, "sample")(x, spec, group_ids=labels, mask=to_backend(keep, backend))
     assert type(got) is type(x)
     np.testing.assert_allclose(to_numpy(got), want, atol=1e-12)
-    vals = bucketed(rankgrad.value, "group")(x, spec, group_ids=labels.tolist(), mask=keep)
+    vals = bucketed(rankgrad.value, "group")(x, spec, group_ids=labels.tolist(), mask=keep.tolist())
     np.testing.assert_allclose(to_numpy(vals), want_v, atol=1e-12)
 
 
@@ -657,6 +657,14 @@ def test_bucketed_errors_name_the_batch_group_number():
     with pytest.raises(ValueError, match=r"but group 3 has 2") as split:
         bucketed(rankgrad.advantages, "sample")(y, "max@2", group_ids=ids)
     assert "group 3" in str(plain.value) and "group 3" in str(split.value)
+    # a bucket of equal groups, all too small: the message names the batch's first such group
+    sizes = [40] + [4] * 20
+    ids = np.repeat(np.arange(len(sizes)), sizes)
+    y = np.random.default_rng(4).normal(size=ids.size)
+    with pytest.raises(ValueError, match=r"at least 5 samples, but group 1 has 4 \(20 group\(s\)"):
+        rankgrad.advantages(y, "max@4", group_ids=ids)
+    with pytest.raises(ValueError, match=r"at least 5 samples, but group 1 has 4 \(20 group\(s\)"):
+        bucketed(rankgrad.advantages, "sample")(y, "max@4", group_ids=ids)
 
 
 def test_bucketed_torch_value_keeps_gradients():

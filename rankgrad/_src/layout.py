@@ -431,6 +431,7 @@ def bucket_plan(counts: np.ndarray, slack: float = 2.0) -> np.ndarray | None:
 
 
 _GROUP_NUMBER = re.compile(r"\bgroup (\d+)\b")
+_ALL_GROUPS = re.compile(r"\bthe groups have (\d+)\b")
 
 
 def bucketed(fn: Callable[..., Array], per: Literal["sample", "group"]) -> Callable[..., Array]:
@@ -470,8 +471,8 @@ def bucketed(fn: Callable[..., Array], per: Literal["sample", "group"]) -> Calla
         plan = bucket_plan(counts)
         if plan is None:
             return call(rewards, gc, mask)
-        if mask is not None and _backend_of(mask) != ops.name:
-            mask = _host_array(mask)
+        if isinstance(mask, (list, tuple)) or (mask is not None and _backend_of(mask) != ops.name):
+            mask = _host_array(mask)  # indexed on the host; the layout moves it to the rewards' device
         bucket_of_sample = plan[gc.codes]
         parts, places = [], []
         for b in range(int(plan.max()) + 1):
@@ -499,7 +500,8 @@ def _take(ops: Ops, a: Array, idx: np.ndarray) -> Array:
 
 
 def _renumbered(err: ValueError, groups: np.ndarray) -> ValueError:
-    """``err`` with bucket-local "group j" replaced by the batch's group number ``groups[j]``."""
+    """``err`` with bucket-local "group j" replaced by the batch's group number ``groups[j]``, and
+    "the groups have n" (every group of the bucket) by the bucket's first group."""
     msg = str(err)
 
     def sub(m: re.Match) -> str:
@@ -507,6 +509,9 @@ def _renumbered(err: ValueError, groups: np.ndarray) -> ValueError:
         return f"group {int(groups[j])}" if j < groups.size else m.group(0)
 
     new = _GROUP_NUMBER.sub(sub, msg)
+    new = _ALL_GROUPS.sub(
+        lambda m: f"group {int(groups[0])} has {m.group(1)} ({groups.size} group(s) of that size)", new
+    )
     if new == msg:
         return err
     try:

@@ -42,6 +42,8 @@ def _as_array(x: Any) -> Array:
 def _shape_of(x: Any, arg: str) -> tuple:
     if hasattr(x, "shape"):
         return tuple(x.shape)
+    if isinstance(x, (list, tuple)) and not any(isinstance(v, (list, tuple, np.ndarray)) for v in x[:1]):
+        return (len(x),)  # a flat list: no array conversion just for its shape
     try:
         return tuple(np.shape(x))
     except ValueError:  # a ragged nested list
