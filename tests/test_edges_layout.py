@@ -694,3 +694,29 @@ def test_bucket_plan_bound_and_count():
         for k in range(plan.max()):
             assert counts[plan == k].max() < counts[plan == k + 1].min()
     assert bucket_plan(np.full(100, 8)) is None
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_torch_device_host_masks_half_ids_and_buckets(device):
+    y = np.round(np.random.default_rng(7).normal(size=26), 1) + 0.05
+    ids = np.array([0] * 8 + [1, 2, 3, 4, 5, 6] * 3)  # one group of 8, six of 3: two buckets
+    keep = np.ones(26, bool)
+    keep[3] = False
+    assert bucket_plan(np.bincount(ids)) is not None
+    want = np.zeros(26)
+    for g in range(7):
+        sel = (ids == g) & keep
+        want[sel] = _brute_adv(y[sel], "max@2")
+    x = torch.tensor(y, device=device)
+    half_ids = torch.tensor(ids, dtype=torch.bfloat16, device=device)
+    got = rankgrad.advantages(x, "max@2", group_ids=half_ids, mask=keep)  # host mask, bf16 device ids
+    assert got.device.type == device
+    np.testing.assert_allclose(got.cpu().numpy(), want, atol=1e-12)
+    got = bucketed(rankgrad.advantages, "sample")(x, "max@2", group_ids=ids.tolist(), mask=keep.tolist())
+    assert got.device.type == device
+    np.testing.assert_allclose(got.cpu().numpy(), want, atol=1e-12)
+    tok = token_advantages(got, np.ones((26, 3), dtype=np.float32))
+    assert tok.device.type == device
+    np.testing.assert_array_equal(tok.cpu().numpy(), np.repeat(got.cpu().numpy()[:, None], 3, 1))
+    s = torch.tensor(y, dtype=torch.bfloat16, device=device)
+    assert group_advantages(s, ids, "max@2").dtype == torch.bfloat16
