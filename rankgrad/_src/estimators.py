@@ -7,13 +7,16 @@ returns arrays of the caller's backend and float dtype. Rank weights come from `
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from rankgrad._src import weights as W
+from rankgrad._src.errors import InputTypeError
 from rankgrad._src.layout import Grouped, to_groups
 from rankgrad._src.objectives import Objective, ObjectiveLike, as_objective, best_of_k
 from rankgrad._src.ops import get_ops
@@ -123,18 +126,43 @@ def _estimator_name(estimator: str) -> str:
 
 
 # ------------------------------------------------------------------- validation
-def _validate(g: Grouped, rewards_arg: str = "rewards") -> None:
+def _validate(g: Grouped, rewards_arg: str = "rewards") -> float | None:
+    """Reject NaN/inf rewards; return max |reward| as a host float (None under a trace).
+
+    One reduction and one host transfer give both finiteness (NaN and inf propagate through a max)
+    and the magnitude that decides the overflow-safe scaling (:func:`_scaling`). Masked-out entries
+    are already 0 here (:func:`_prepare`).
+    """
     ops = g.ops
     if ops.is_traced(g.values):
-        return
-    x = g.values if g.valid is None else ops.where(g.valid, g.values, 0.0)
-    if not ops.all_finite(x):
-        bad = ~np.isfinite(ops.to_numpy(x))
+        return None
+    m = ops.abs_max(g.values)
+    if not math.isfinite(m):
+        bad = ~np.isfinite(ops.to_numpy(g.values))
         raise ValueError(
             f"{rewards_arg}: found {int(bad.sum())} NaN or inf reward(s) (first in group "
             f"{int(np.argwhere(bad)[0][0])}); drop those samples with mask=... (they then get "
             "advantage 0) or give them a finite score."
         )
+    return m
+
+
+def _check_eps(eps: Any) -> float:
+    """``eps`` as a finite float >= 0, else a clear error naming it."""
+    if isinstance(eps, (str, bytes, bool, np.bool_)):
+        raise InputTypeError(f"eps: expected a number >= 0 (e.g. eps=1e-6), got {eps!r}.")
+    try:
+        e = float(eps)
+    except (TypeError, ValueError):
+        raise InputTypeError(
+            f"eps: expected a Python number >= 0 (e.g. eps=1e-6), got {type(eps).__name__}."
+        ) from None
+    if not (math.isfinite(e) and e >= 0):
+        raise ValueError(
+            f"eps: expected a finite number >= 0 (GRPO adds it to each group's standard deviation), "
+            f"got {e!r}; the default is 1e-6."
+        )
+    return e
 
 
 def _require_sizes(g: Grouped, minimum: int, why: str) -> None:
@@ -162,24 +190,24 @@ def _require_sizes(g: Grouped, minimum: int, why: str) -> None:
 @dataclass
 class _Sorted:
     ys: Array  # sorted values, padding → 0, [G, W]
-    yc: Array  # centred sorted values, padding → 0
-    c: Array  # centre per group [G, 1]
+    yc: Array | None  # centred sorted values, padding → 0 (None when not centred)
+    c: Array | None  # centre per group [G, 1]
     idx: Array  # sort permutation [G, W]
     in_range: Array | None  # [G, W] position < size
-    key: Array  # sorted values with padding at +inf (for tie blocks that must not reach padding)
+    key: Array  # sorted values with padding at +inf: tie blocks never merge samples with padding
 
 
-def _sort_centre(g: Grouped) -> _Sorted:
+def _sort_centre(g: Grouped, *, centre: bool = True) -> _Sorted:
     ops, x = g.ops, g.values
     if g.valid is None:
         ys, idx = ops.sort(x)
-        c, yc = _centre(g, ys, None)
+        c, yc = _centre(g, ys, None) if centre else (None, None)
         return _Sorted(ys=ys, yc=yc, c=c, idx=idx, in_range=None, key=ys)
     # Padding sorts last: its key is +inf (finite rewards are checked eagerly).
     key, idx = ops.sort(ops.where(g.valid, x, float("inf")))
     in_range = ops.arange(g.width, like=x)[None, :] < _sizes_backend(g)[:, None]
     ys = ops.where(in_range, key, 0.0)
-    c, yc = _centre(g, ys, in_range)
+    c, yc = _centre(g, ys, in_range) if centre else (None, None)
     return _Sorted(ys=ys, yc=yc, c=c, idx=idx, in_range=in_range, key=key)
 
 
@@ -201,6 +229,20 @@ def _sizes_backend(g: Grouped) -> Array:
     if g.sizes_traced is not None:
         return g.sizes_traced
     return g.ops.asarray(g.sizes, g.values)
+
+
+@functools.lru_cache(maxsize=256)
+def _total_weight(obj: Objective) -> float:
+    """Σ_j w_j, exactly: the correctly rounded sum of the weights, snapped to the nearest integer when
+    it is within the weights' own rounding of one (Σ w = 1 for the mean, max@K, CVaR, quantiles...;
+    0 for the Gini difference and L-moments of order >= 2). Every table of the objective sums to it
+    in exact arithmetic, so V = Σ_t (y_t − c) P(t) + c·Σw is exact for a constant group."""
+    w = obj.weights
+    t = math.fsum(w.tolist())
+    r = round(t)
+    if abs(t - r) <= 8 * np.finfo(np.float64).eps * math.fsum(np.abs(w).tolist()):
+        return float(r)
+    return t
 
 
 def _rows(g: Grouped, alpha: np.ndarray, *fields: str) -> tuple[Array, ...]:
@@ -229,39 +271,128 @@ def _size_tables(ops, sizes: tuple, width: int, alpha: np.ndarray, fields: tuple
     return tuple(ops.table(W.stacked_tables(sizes, width, alpha, f), like) for f in fields)
 
 
-def _scan(s: _Sorted, g: Grouped, kind: str, obj: Objective) -> Array:
-    """Σ_{m<t} y_m lo(m) + y_t self(t) + Σ_{m>t} y_m hi(m) in sorted order, as
-    cumsum(y·lo) + revcumsum(y·hi) + y·mid (two scans; suffix sums by a reversed scan)."""
-    ops, y, a = g.ops, s.yc, obj.low_first
+def _scan(y: Array, g: Grouped, kind: str, obj: Objective) -> Array:
+    """Σ_{m<t} y_m lo(m) + y_t self(t) + Σ_{m>t} y_m hi(m) for sorted ``y`` [G, W] (usually the
+    centred values), as cumsum(y·lo) + revcumsum(y·hi) + y·mid (two scans; suffix sums by a
+    reversed scan)."""
+    ops, a = g.ops, obj.low_first
     lo, mid, hi = _rows(g, a, f"{kind}_lo", f"{kind}_mid", f"{kind}_hi")
     return ops.cumsum(y * lo) + ops.rev_cumsum(y * hi) + y * mid
 
 
-def _finish(g: Grouped, s: _Sorted, sorted_vals: Array, *, ties: bool = True) -> Array:
-    """Tied rewards share one value; back to the caller's order, padding → 0, caller's dtype."""
+# --------------------------------------------------------- overflow-safe scaling
+@dataclass(frozen=True)
+class _Scale:
+    """Exact power-of-two scaling of the groups whose rewards are too large to compute with.
+
+    Every quantity here is linear in the rewards (GRPO's is scale-free), so a group with
+    max |r| > ``_scale_limit`` is computed on r·down, with down = 2^−e putting its max |r| in [2, 4),
+    and linear results are multiplied back by up = 2^e: no rounding, no overflow in between.
+    ``up``/``down`` are [G, 1] (1 for groups that are not scaled), or None when no group is (the
+    common case: no extra work). ``check``: the results may not fit the output dtype, so they are
+    checked after the cast (one host transfer, only then).
+    """
+
+    up: Array | None
+    down: Array | None
+    check: bool
+    m: float | None  # max |reward| of the batch, when known
+
+
+_NO_SCALE = _Scale(up=None, down=None, check=False, m=None)
+
+
+def _scale_limit(ops: Any, dtype: Any) -> float:
+    """2^(emax/2 − 16) of the compute dtype (≈ 2.8e14 in float32, 2e149 in float64): below it no
+    intermediate overflows (products, sums over N < 2^30 samples, GRPO's squares)."""
+    return math.ldexp(1.0, math.frexp(ops.finfo_max(dtype))[1] // 2 - 16)
+
+
+def _scaling(g: Grouped, m: float | None, bound: float, extra: float = 0.0) -> tuple[Grouped, _Scale]:
+    """Scale the groups that need it (see :class:`_Scale`).
+
+    ``m`` is the batch's max |reward| from :func:`_validate` (None under a trace: then every group's
+    scale is computed in the graph, and results that do not fit the output dtype cannot be reported).
+    ``bound``: results are at most ``bound``·m + ``extra`` in magnitude; when that exceeds the output
+    dtype's range the results are checked after the cast.
+    """
     ops = g.ops
+    limit = _scale_limit(ops, g.values.dtype)
+    check = m is not None and bound * m + extra > ops.finfo_max(g.out_dtype)
+    if m is not None and m <= limit:
+        return g, (_Scale(None, None, True, m) if check else _NO_SCALE)
+    rowmax = ops.row_abs_max(ops.stop_gradient(g.values))[:, None]
+    big = rowmax > limit
+    p = ops.where(big, ops.floor_pow2(rowmax), 1.0)  # exact powers of two, p <= 2^(emax − 1)
+    up = ops.where(big, p * 0.5, 1.0)
+    down = ops.where(big, 2.0 / p, 1.0)  # >= 2^(2 − emax): a normal number, so x·down is exact
+    return replace(g, values=g.values * down), _Scale(up, down, check, m)
+
+
+def _unscale(x: Array, sc: _Scale) -> Array:
+    """Linear results [G, W] (or [G, 1]) back to the caller's scale (an overflow here is a result
+    that does not fit: :func:`_cast` reports it)."""
+    if sc.up is None:
+        return x
+    with np.errstate(over="ignore"):
+        return x * sc.up
+
+
+def _linear_bound(obj: Objective) -> float:
+    """|result| <= this · max |r| for every linear quantity here: values, q_i, v_i (<= Σ|w|·max|r|,
+    averages of L-statistics), their differences and PKPO's combinations (<= 2·Σ|w|·max|r|); with a
+    factor 2 of margin."""
+    return 4.0 * max(1.0, float(np.abs(obj.weights).sum()))
+
+
+def _finish(
+    g: Grouped, s: _Sorted, sorted_vals: Array, sc: _Scale = _NO_SCALE, *, ties: bool = True
+) -> Array:
+    """Tied rewards share one value; back to the caller's scale and order, padding → 0, caller's
+    dtype. Ties are read from the sort key (padding at +inf), so padding never joins a tie block."""
+    ops = g.ops
+    sorted_vals = _unscale(sorted_vals, sc)
     if ties:
-        sorted_vals = ops.tie_fix(sorted_vals, s.ys)
+        sorted_vals = ops.tie_fix(sorted_vals, s.key)
     out = ops.unsort(sorted_vals, s.idx)
     if g.valid is not None:
         out = ops.where(g.valid, out, 0.0)
-    return _cast(g, g.restore(out))
+    return _cast(g, g.restore(out), sc)
 
 
-def _cast(g: Grouped, a: Array) -> Array:
-    return g.ops.cast(a, g.out_dtype)
+def _cast(g: Grouped, a: Array, sc: _Scale = _NO_SCALE, what: str = "advantages") -> Array:
+    """``a`` in the output dtype; when ``sc.check``, an error if a result does not fit it."""
+    ops = g.ops
+    if not sc.check:
+        return ops.cast(a, g.out_dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # numpy: an overflow is reported below
+        out = ops.cast(a, g.out_dtype)
+        fits = ops.all_finite(out)
+    if not fits:
+        raise ValueError(
+            f"rewards: the {what} do not fit {g.out_dtype} (largest |reward| {sc.m:.4g}; the "
+            f"largest finite {g.out_dtype} is {ops.finfo_max(g.out_dtype):.4g}); pass the rewards "
+            "as float32/float64, or rescale them (e.g. divide by a power of two: every estimator "
+            "but grpo/gopo/chen_passk is linear in the rewards)."
+        )
+    return out
 
 
 def _prepare(
     rewards: Array, objective: ObjectiveLike, group_ids: Any, mask: Any, *, detach: bool
-) -> tuple[Grouped, Objective]:
+) -> tuple[Grouped, Objective, float | None]:
+    """Parse, group and validate. Masked-out entries are set to 0 here, so that no arithmetic ever
+    reads them (a NaN or inf there cannot leak into a result). Returns (groups, objective, max |r|
+    or None under a trace)."""
     ops = get_ops(rewards)
     obj = ops.host(as_objective, objective)
     if detach and ops.differentiable:
         rewards = ops.stop_gradient(rewards)
     g = to_groups(ops, rewards, group_ids=group_ids, mask=mask)
-    _validate(g)
-    return g, obj
+    if g.valid is not None:
+        g = replace(g, values=ops.where(g.valid, g.values, 0.0))
+    m = _validate(g)
+    return g, obj, m
 
 
 # --------------------------------------------------------------- public: values
@@ -283,13 +414,18 @@ def value(
       rewards: ``[..., N]`` (groups on the last axis) or flat ``[B]`` with ``group_ids``.
       objective: a preset string (``"max@4"``) or :class:`rankgrad.Objective` (integer K <= N).
       group_ids: ``[B]`` group labels (ints or strings) for flat rewards.
-      mask: bool, shape of ``rewards``: False entries are left out of their group.
+      mask: bool, shape of ``rewards``: False entries are left out of their group (their values are
+        never read, so they may be NaN).
       noise: ``(rho0, rho1)`` verifier flip rates for 0/1 rewards: the noise-corrected value, unbiased
         for J_K of the true labels (``rankgrad.noisy.value``; both rates are needed here).
 
     Returns:
       ``[...]`` (one per group) or ``[G]`` (one per distinct id, in order of first appearance), in
       the backend and float dtype of ``rewards``. A fully masked group gives 0.
+
+    Raises:
+      ValueError: NaN/inf rewards, groups smaller than K, a value too large for the float dtype of
+        ``rewards`` (e.g. float16), bad shapes, unknown names, bad ``noise`` rates.
 
     Example:
       >>> import numpy as np, rankgrad
@@ -307,32 +443,47 @@ def value(
                 "never passes a wrong answer."
             )
         return noisy.value(rewards, objective, rho0=rho0, rho1=rho1, group_ids=group_ids, mask=mask)
-    g, obj = _prepare(rewards, objective, group_ids, mask, detach=False)
+    return _value(rewards, objective, group_ids=group_ids, mask=mask)
+
+
+def _value(
+    rewards: Array, objective: ObjectiveLike, *, group_ids: Any, mask: Any, offset: float = 0.0
+) -> Array:
+    """:func:`value` plus a constant ``offset`` for every non-empty group (a fully masked group
+    gives 0, offset included)."""
+    g, obj, m = _prepare(rewards, objective, group_ids, mask, detach=False)
     obj.require_integral("value")
     _require_sizes(g, obj.k, f"value with K={obj.k}")
+    g, sc = _scaling(g, m, _linear_bound(obj), abs(offset))
     ops = g.ops
     s = _sort_centre(g)
     (p,) = _rows(g, obj.low_first, "value")
     if ops.differentiable:
         p = _tie_average(g, s, p)
-    v = _value_sorted(g, s, p)
+    v = _value_sorted(g, s, p, obj)
+    if sc.up is not None:
+        v = _unscale(v[:, None], sc)[:, 0]
+    if offset:
+        v = v + offset
     if g.valid is not None:
         v = ops.where(_sizes_backend(g) > 0, v, 0.0)
-    return _cast(g, g.restore_groups(v))
+    return _cast(g, g.restore_groups(v), sc, "values")
 
 
-def _value_sorted(g: Grouped, s: _Sorted, p: Array) -> Array:
-    """V = Σ_t y_t P(t) per group, computed on centred values: Σ (y − c) P + c Σ P."""
-    return g.ops.sum(s.yc * p) + s.c[:, 0] * g.ops.sum(p)
+def _value_sorted(g: Grouped, s: _Sorted, p: Array, obj: Objective) -> Array:
+    """V = Σ_t y_t P(t) per group, computed on centred values: Σ (y − c) P + c·Σw (Σ_t P(t) = Σw
+    exactly, so a constant group gives exactly its value, e.g. 0 for a zero-sum objective)."""
+    return g.ops.sum(s.yc * p) + s.c[:, 0] * _total_weight(obj)
 
 
 def _tie_average(g: Grouped, s: _Sorted, p: Array) -> Array:
-    """Replace each weight by the mean weight of its tie block (same total, equal per tied item)."""
+    """Replace each weight by the mean weight of its tie block (same total, equal per tied item).
+    Blocks come from the sort key, where padding is +inf: a sample is never tied with padding."""
     ops = g.ops
     p = p + 0 * s.ys  # broadcast to [G, W]
     p = ops.stop_gradient(p)
-    ys = ops.stop_gradient(s.ys)
-    start, end = ops.tie_starts(ys), ops.tie_ends(ys)
+    key = ops.stop_gradient(s.key)
+    start, end = ops.tie_starts(key), ops.tie_ends(key)
     cs = ops.cumsum(p)
     total = ops.take(cs, end) - ops.take(ops.shift_right(cs), start)
     return total / (end - start + 1)
@@ -345,11 +496,12 @@ def include_one(
 
     Same layouts and return shape as :func:`advantages`. PKPO's s_i equals (K/N)·q_i; mean_i q_i = V.
     """
-    g, obj = _prepare(rewards, objective, group_ids, mask, detach=True)
+    g, obj, m = _prepare(rewards, objective, group_ids, mask, detach=True)
     obj.require_integral("include_one")
     _require_sizes(g, obj.k + 1, f"include-one values with K={obj.k}")
+    g, sc = _scaling(g, m, _linear_bound(obj))
     s = _sort_centre(g)
-    return _finish(g, s, _q_sorted(g, s, obj))
+    return _finish(g, s, _q_sorted(g, s, obj), sc)
 
 
 def leave_one_out(
@@ -359,19 +511,20 @@ def leave_one_out(
 
     v_i does not depend on sample i, which is why it is a valid baseline; mean_i v_i = V.
     """
-    g, obj = _prepare(rewards, objective, group_ids, mask, detach=True)
+    g, obj, m = _prepare(rewards, objective, group_ids, mask, detach=True)
     obj.require_integral("leave_one_out")
     _require_sizes(g, obj.k + 1, f"leave-one-out values with K={obj.k}")
+    g, sc = _scaling(g, m, _linear_bound(obj))
     s = _sort_centre(g)
-    return _finish(g, s, _v_sorted(g, s, obj))
+    return _finish(g, s, _v_sorted(g, s, obj), sc)
 
 
 def _q_sorted(g: Grouped, s: _Sorted, obj: Objective) -> Array:
-    return _scan(s, g, "inc", obj) + s.c * obj.total_weight
+    return _scan(s.yc, g, "inc", obj) + s.c * _total_weight(obj)
 
 
 def _v_sorted(g: Grouped, s: _Sorted, obj: Objective) -> Array:
-    return _scan(s, g, "loo", obj) + s.c * obj.total_weight
+    return _scan(s.yc, g, "loo", obj) + s.c * _total_weight(obj)
 
 
 def order_statistics(
@@ -381,9 +534,25 @@ def order_statistics(
 
     Returns ``[..., K]`` (or ``[G, K]`` with ``group_ids``): entry r−1 is the batch U-statistic for
     E[r-th largest of K]. Cost O(N·K) per group (it outputs K values per group, each a dot product).
+
+    Raises:
+      ValueError: ``k`` not an integer >= 1, or larger than the groups; as :func:`value` otherwise.
     """
     from rankgrad._src.objectives import rank
 
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+        raise InputTypeError(f"k: expected an integer subset size K >= 1, got {k!r}.")
+    k = int(k)
+    if k < 1:
+        raise ValueError(f"k: expected a subset size K >= 1, got k={k}.")
+    shape = getattr(rewards, "shape", None)
+    if shape is None:
+        shape = np.shape(rewards)
+    most = (shape[0] if group_ids is not None else shape[-1]) if len(shape) else 0
+    if k > most:
+        raise ValueError(
+            f"k: a K-subset needs K <= the group size, got k={k} for groups of at most {most} samples."
+        )
     cols = [value(rewards, rank(r, k), group_ids=group_ids, mask=mask) for r in range(1, k + 1)]
     return get_ops(rewards).stack(cols)
 
@@ -414,14 +583,18 @@ def advantages(
     ``"rloo"``, ``"dr_grpo"``, ``"grpo"`` (mean objective only), ``"pkpo_s"``, ``"pkpo_sloo"``,
     ``"pkpo_sloo1"`` (arXiv 2505.15201), ``"chen_passk"`` (arXiv 2508.10751; 0/1 rewards, max@K).
 
+    Rewards of any finite magnitude are safe: a group whose largest |reward| is huge (beyond ~1e149
+    in float64, ~3e14 in float32) is computed scaled by an exact power of two and scaled back.
+
     Args:
       rewards: ``[..., N]`` groups on the last axis, or flat ``[B]`` with ``group_ids``. numpy,
         torch (CPU/CUDA) or jax; ints and bools are read as floats.
       objective: preset string or :class:`rankgrad.Objective` with integer K <= N − 1.
       group_ids: ``[B]`` labels (ints or strings) for flat rewards; groups may differ in size.
-      mask: bool, shape of ``rewards``; False entries are excluded and get advantage 0.
+      mask: bool, shape of ``rewards``; False entries are excluded and get advantage 0 (their values
+        are never read, so they may be NaN).
       estimator: which advantage to compute (default ``"ordergrad"``).
-      eps: added to the standard deviation by ``"grpo"``.
+      eps: added to the standard deviation by ``"grpo"``; a finite number >= 0.
       noise: ``(rho0, rho1)``, a verifier's false-positive and false-negative rates, for 0/1
         rewards: the objective is replaced by its noise-corrected form (``rankgrad.noisy``), so the
         advantages target J_K of the true labels (``estimator="ordergrad"`` only). ``(None, rho1)``:
@@ -433,7 +606,9 @@ def advantages(
       Same shape, backend and float dtype as ``rewards`` (gradients never flow through it).
 
     Raises:
-      ValueError: NaN/inf rewards, groups smaller than K + 1 (or 2), bad shapes, unknown names.
+      ValueError: NaN/inf rewards, groups smaller than K + 1 (or 2), advantages too large for the
+        float dtype of ``rewards`` (e.g. float16 rewards near its limit), bad shapes, unknown names,
+        a bad ``eps`` or ``noise``.
 
     Example:
       >>> import numpy as np, rankgrad
@@ -442,6 +617,7 @@ def advantages(
       array([[ 5., -3., -3.,  5., -3., -3.,  5., -3.]])
     """
     name = _estimator_name(estimator)
+    eps = _check_eps(eps)
     if noise is not None:
         from rankgrad._src import noisy
 
@@ -451,12 +627,23 @@ def advantages(
         if rho0 is None:
             return noisy.forward_advantages(rewards, objective, rho1=rho1, group_ids=group_ids, mask=mask)
         return noisy.advantages(rewards, objective, rho0=rho0, rho1=rho1, group_ids=group_ids, mask=mask)
-    g, obj = _prepare(rewards, objective, group_ids, mask, detach=True)
+    g, obj, m = _prepare(rewards, objective, group_ids, mask, detach=True)
     obj.require_integral("advantages")
-    return _ADVANTAGE_FNS[name](g, obj, eps)
+    return _ADVANTAGE_FNS[name](g, obj, eps, m)
+
+
+def _rate(v: Any, which: str) -> float:
+    if isinstance(v, (str, bytes, bool, np.bool_)):
+        raise InputTypeError(f"noise: {which} must be a number in [0, 1), got {v!r}.")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise InputTypeError(f"noise: {which} must be a number in [0, 1), got {v!r}.") from None
 
 
 def _noise_rates(noise: Any) -> tuple[float | None, float]:
+    """``noise=(rho0, rho1)`` checked: rates in [0, 1) with rho0 + rho1 < 1; rho0 may be None
+    (unknown false-positive rate), rho1 may not."""
     try:
         rho0, rho1 = noise
     except (TypeError, ValueError):
@@ -464,13 +651,27 @@ def _noise_rates(noise: Any) -> tuple[float | None, float]:
             f"noise: expected (rho0, rho1), the verifier's false-positive and false-negative rates "
             f"(rho0=None if unknown: forward correction, mean only), got {noise!r}."
         ) from None
-    return (None if rho0 is None else float(rho0)), float(rho1)
+    if rho1 is None:
+        raise InputTypeError(
+            f"noise: the false-negative rate rho1 is needed (only rho0 may be None, for the forward "
+            f"correction), got noise={noise!r}; estimate it with rankgrad.noisy.estimate_rho1."
+        )
+    r1 = _rate(rho1, "rho1")
+    r0 = None if rho0 is None else _rate(rho0, "rho0")
+    ok = 0 <= r1 < 1 and (r0 is None or (0 <= r0 < 1 and r0 + r1 < 1))
+    if not ok:
+        raise ValueError(
+            f"noise: expected rates 0 <= rho0, rho1 < 1 with rho0 + rho1 < 1 (else the verifier "
+            f"carries no signal), got noise={noise!r}."
+        )
+    return r0, r1
 
 
-def _ordergrad(g: Grouped, obj: Objective, eps: float) -> Array:
+def _ordergrad(g: Grouped, obj: Objective, eps: float, m: float | None) -> Array:
     _require_sizes(g, max(obj.k + 1, 2), f"leave-one-out advantages with K={obj.k} (K <= N−1)")
+    g, sc = _scaling(g, m, _linear_bound(obj))
     s = _sort_centre(g)
-    return _finish(g, s, _scan(s, g, "adv", obj))
+    return _finish(g, s, _scan(s.yc, g, "adv", obj), sc)
 
 
 def _is_mean(obj: Objective) -> bool:
@@ -485,72 +686,94 @@ def _require_mean(obj: Objective, name: str) -> None:
         )
 
 
-def _group_moments(g: Grouped) -> tuple[Array, Array, Array]:
-    """Per-group count, mean and centred values (padding → 0), [G, 1] / [G, W]."""
-    ops, x = g.ops, g.values
+def _group_moments(g: Grouped) -> tuple[Array, Array]:
+    """Per-group count [G, 1] and values minus the group mean (padding → 0) [G, W].
+
+    Two passes (the corrected two-pass algorithm): d = x − mean(x) is exact up to the rounding of
+    the first mean, which the mean of d then removes, so float32 keeps its accuracy for rewards with
+    a large common offset, and a constant group gives exactly 0.
+    """
+    ops, x = g.ops, g.values  # masked-out entries are 0 (_prepare)
     n = _n_col(g)
-    xv = x if g.valid is None else ops.where(g.valid, x, 0.0)
-    mu = ops.sum(xv)[:, None] / n
-    d = xv - mu
+    d = x - ops.sum(x)[:, None] / n
     if g.valid is not None:
         d = ops.where(g.valid, d, 0.0)
-    return n, mu, d
+    d = d - ops.sum(d)[:, None] / n
+    if g.valid is not None:
+        d = ops.where(g.valid, d, 0.0)
+    return n, d
 
 
-def _mean_family(kind: str) -> Callable[[Grouped, Objective, float], Array]:
-    def fn(g: Grouped, obj: Objective, eps: float) -> Array:
+def _mean_family(kind: str) -> Callable[[Grouped, Objective, float, float | None], Array]:
+    def fn(g: Grouped, obj: Objective, eps: float, m: float | None) -> Array:
         _require_mean(obj, kind)
         _require_sizes(g, 2, f"estimator={kind!r}")
+        if kind == "grpo":  # scale-free: |a_i| < sqrt(N) whatever the rewards
+            g, sc = _scaling(g, m, 0.0, math.sqrt(g.width))
+        else:
+            g, sc = _scaling(g, m, 4.0)
         ops = g.ops
-        n, _, d = _group_moments(g)
+        n, d = _group_moments(g)
         nm1 = ops.where(n > 1, n - 1, 1.0)
         if kind == "rloo":
-            out = d * (n / nm1)
+            out = _unscale(d * (n / nm1), sc)
         elif kind == "dr_grpo":
-            out = d
-        else:  # grpo
-            out = d / ((ops.sum(d * d)[:, None] / nm1) ** 0.5 + eps)
+            out = _unscale(d, sc)
+        else:  # grpo: std from d / max|d| (no overflow or underflow in the squares)
+            dmax = ops.row_abs_max(d)[:, None]
+            unit = ops.where(dmax > 0, dmax, 1.0)
+            std = unit * (ops.sum((d / unit) ** 2)[:, None] / nm1) ** 0.5
+            den = std + (eps if sc.down is None else eps * sc.down)
+            out = ops.where(den > 0, d / ops.where(den > 0, den, 1.0), 0.0)
         if g.valid is not None:
             out = ops.where(g.valid, out, 0.0)
-        return _cast(g, g.restore(out))
+        return _cast(g, g.restore(out), sc)
 
     return fn
 
 
-def _pkpo(kind: str) -> Callable[[Grouped, Objective, float], Array]:
-    def fn(g: Grouped, obj: Objective, eps: float) -> Array:
+def _pkpo(kind: str) -> Callable[[Grouped, Objective, float, float | None], Array]:
+    def fn(g: Grouped, obj: Objective, eps: float, m: float | None) -> Array:
         k = obj.k
         _require_sizes(g, k + 1, f"estimator={kind!r} with K={k} (K <= N−1)")
+        if kind == "pkpo_sloo1" and (obj.extreme != "max" or k < 2):
+            raise ValueError(
+                f"objective: estimator='pkpo_sloo1' is defined for max@K with K >= 2 (its "
+                f"baseline is the max@(K−1) value), got {obj.name!r}."
+            )
+        g, sc = _scaling(g, m, _linear_bound(obj))
         ops = g.ops
         s = _sort_centre(g)
         n = _n_col(g)
-        q = _q_sorted(g, s, obj)
+        tw = _total_weight(obj)
+        # On centred values, the centre's share (c times a coefficient) added once at the end.
         if kind == "pkpo_s":
-            out = (k / n) * q
+            out = (k / n) * _scan(s.yc, g, "inc", obj) + s.c * ((k * tw) / n)
         elif kind == "pkpo_sloo":
-            out = (k / n) * q - (k / ops.where(n > 1, n - 1, 1.0)) * _v_sorted(g, s, obj)
-        else:
-            if obj.extreme != "max" or k < 2:
-                raise ValueError(
-                    f"objective: estimator='pkpo_sloo1' is defined for max@K with K >= 2 (its "
-                    f"baseline is the max@(K−1) value), got {obj.name!r}."
-                )
-            out = (k / n) * (q - _v_sorted(g, s, best_of_k(k - 1)))
-        return _finish(g, s, out)
+            nm1 = ops.where(n > 1, n - 1, 1.0)
+            inc, loo = _scan(s.yc, g, "inc", obj), _scan(s.yc, g, "loo", obj)
+            out = (k / n) * inc - (k / nm1) * loo - s.c * ((k * tw) / (n * nm1))
+        else:  # q − v(max@(K−1)): both carry the centre with total weight 1, which cancels
+            base = best_of_k(k - 1)
+            out = (k / n) * (_scan(s.yc, g, "inc", obj) - _scan(s.yc, g, "loo", base))
+            shift = tw - _total_weight(base)
+            if shift:
+                out = out + s.c * ((k * shift) / n)
+        return _finish(g, s, out, sc)
 
     return fn
 
 
 def _n_col(g: Grouped) -> Array:
     """Group sizes as a float column [G, 1] of the compute dtype (0 → 1 to keep divisions safe)."""
-    x = g.values
+    x = g.values  # finite, masked-out entries 0 (_prepare): x·0 is 0
     if g.valid is None:
         return x[:, :1] * 0 + float(g.width)
     n = _sizes_backend(g)[:, None] + x[:, :1] * 0
     return g.ops.where(n > 0, n, 1.0)
 
 
-def _chen(g: Grouped, obj: Objective, eps: float) -> Array:
+def _chen(g: Grouped, obj: Objective, eps: float, m: float | None) -> Array:
     if obj.extreme != "max":
         raise ValueError(
             f"objective: estimator='chen_passk' is the analytic pass@K advantage for 0/1 rewards; "
@@ -558,33 +781,42 @@ def _chen(g: Grouped, obj: Objective, eps: float) -> Array:
         )
     ops = g.ops
     if not ops.is_traced(g.values):
-        x = g.values if g.valid is None else ops.where(g.valid, g.values, 0.0)
-        xn = ops.to_numpy(x)
+        xn = ops.to_numpy(g.values)  # masked-out entries are 0 (_prepare)
         if not np.all((xn == 0) | (xn == 1)):
             raise ValueError(
                 "rewards: estimator='chen_passk' needs binary 0/1 rewards (pass/fail); use "
                 "estimator='ordergrad' for real-valued rewards."
             )
     _require_sizes(g, obj.k + 1, f"estimator='chen_passk' with K={obj.k} (K <= N−1)")
-    s = _sort_centre(g)
-    q = _q_sorted(g, s, obj)
+    # Pass and fail sides separately, each a sum of non-negative terms (max@K's tables are >= 0 and
+    # exactly 0 where a position cannot be the maximum): V = P(pass@K), u = 1 − V, q_i and
+    # w_i = 1 − q_i. So V(1 − V) is exactly 0 when every K-subset passes (fewer than K fails) or
+    # none does, and small differences keep their relative accuracy.
+    s = _sort_centre(g, centre=False)
+    y = s.ys  # 0/1, padding → 0 (its weights are 0)
+    f = 1.0 - y
     (p,) = _rows(g, obj.low_first, "value")
-    v = _value_sorted(g, s, p)[:, None]
-    var = v * (1 - v)
+    v = ops.sum(y * p)[:, None]
+    u = ops.sum(f * p)[:, None]
+    q = _scan(y, g, "inc", obj)
+    w = _scan(f, g, "inc", obj)
+    var = v * u
     sigma = ops.where(var > 0, var, 1.0) ** 0.5
-    out = ops.where(var > 0, (q - v) / sigma, 0.0)
+    diff = ops.where(v <= u, q - v, u - w)  # q_i − V from the smaller side
+    out = ops.where(var > 0, diff / sigma, 0.0)
     return _finish(g, s, out)
 
 
-def _gopo(g: Grouped, obj: Objective, eps: float) -> Array:
+def _gopo(g: Grouped, obj: Objective, eps: float, m: float | None) -> Array:
     """Midrank advantages: d_i = #{j: r_j < r_i} − #{j: r_j > r_i} from the tie blocks of the sort
     (tied rewards count as neither), so ties are exact, a constant group gives 0, and any strictly
-    increasing transform of the rewards leaves the result unchanged."""
+    increasing transform of the rewards leaves the result unchanged. Ranks only: the rewards never
+    enter arithmetic, so no magnitude can overflow."""
     _require_sizes(g, max(obj.k + 1, 2), f"estimator='gopo' with K={obj.k} (K <= N−1)")
     ops = g.ops
-    s = _sort_centre(g)
+    s = _sort_centre(g, centre=False)
     n = _n_col(g)
-    below = ops.tie_starts(s.key) + 0.0 * s.yc
+    below = ops.cast(ops.tie_starts(s.key), s.ys.dtype)
     above = (n - 1) - ops.tie_ends(s.key)
     d = below - above
     if g.valid is not None:
@@ -596,10 +828,10 @@ def _gopo(g: Grouped, obj: Objective, eps: float) -> Array:
         u = ops.where(s.in_range, u, 0.0)
     c, uc = _centre(g, u, s.in_range)
     su = _Sorted(ys=u, yc=uc, c=c, idx=s.idx, in_range=s.in_range, key=s.key)
-    return _finish(g, su, _scan(su, g, "adv", obj))
+    return _finish(g, su, _scan(su.yc, g, "adv", obj))
 
 
-_ADVANTAGE_FNS: dict[str, Callable[[Grouped, Objective, float], Array]] = {
+_ADVANTAGE_FNS: dict[str, Callable[[Grouped, Objective, float, float | None], Array]] = {
     "ordergrad": _ordergrad,
     "rloo": _mean_family("rloo"),
     "dr_grpo": _mean_family("dr_grpo"),

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from rankgrad._src.estimators import _is_mean
+from rankgrad._src.errors import InputTypeError
+from rankgrad._src.estimators import _is_mean, _value
 from rankgrad._src.estimators import advantages as _advantages
-from rankgrad._src.estimators import value as _value
 from rankgrad._src.objectives import Objective, ObjectiveLike, as_objective
 from rankgrad._src.ops import get_ops
 
@@ -44,16 +44,26 @@ __all__ = [
 ]
 
 
+def _as_rate(v: Any, name: str) -> float:
+    """A flip rate as a float; a non-number is an :class:`InputTypeError` naming it."""
+    if v is None or isinstance(v, (str, bytes, bool, np.bool_)):
+        raise InputTypeError(f"{name}: expected a rate, a number in [0, 1), got {v!r}.")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise InputTypeError(f"{name}: expected a rate, a number in [0, 1), got {v!r}.") from None
+
+
 def _check_rho1(rho1: float) -> float:
-    rho1 = float(rho1)
-    if not 0 <= rho1 < 1:
+    rho1 = _as_rate(rho1, "rho1")
+    if not 0 <= rho1 < 1:  # NaN fails too
         raise ValueError(f"rho1: expected a false-negative rate with 0 <= rho1 < 1, got rho1={rho1}.")
     return rho1
 
 
 def _check_rates(rho0: float, rho1: float) -> tuple[float, float]:
-    rho0, rho1 = float(rho0), float(rho1)
-    if not (0 <= rho0 < 1 and 0 <= rho1 < 1 and rho0 + rho1 < 1):
+    rho0, rho1 = _as_rate(rho0, "rho0"), _as_rate(rho1, "rho1")
+    if not (0 <= rho0 < 1 and 0 <= rho1 < 1 and rho0 + rho1 < 1):  # NaN fails too
         raise ValueError(
             f"rho0, rho1: expected false-positive and false-negative rates with 0 <= rho < 1 and "
             f"rho0 + rho1 < 1 (else the verifier carries no signal), got rho0={rho0}, rho1={rho1}."
@@ -93,12 +103,17 @@ def corrected_objective(objective: ObjectiveLike, rho0: float, rho1: float) -> t
 
 def _require_binary(rewards: Any, mask: Any) -> None:
     ops = get_ops(rewards)
-    if ops.is_traced(rewards):
+    if ops.is_traced(rewards) or (mask is not None and get_ops(mask).is_traced(mask)):
         return
-    r = np.asarray(ops.to_numpy(rewards) if ops.name != "numpy" else rewards, dtype=np.float64)
-    if mask is not None:
-        m = np.asarray(get_ops(mask).to_numpy(mask) if get_ops(mask).name != "numpy" else mask)
-        r = np.where(m.astype(bool), r, 0.0)
+    try:
+        r = np.asarray(ops.to_numpy(rewards) if ops.name != "numpy" else rewards, dtype=np.float64)
+        if mask is not None:
+            m = np.asarray(get_ops(mask).to_numpy(mask) if get_ops(mask).name != "numpy" else mask)
+            if m.shape != r.shape:
+                return  # the layout check names the shape mismatch
+            r = np.where(m.astype(bool), r, 0.0)  # masked-out entries are never read (may be NaN)
+    except (TypeError, ValueError):
+        return  # not numbers: the layout check names the type
     if not np.all((r == 0) | (r == 1)):
         raise ValueError(
             "rewards: the noise correction is for binary 0/1 verifier outcomes; got other values."
@@ -141,10 +156,15 @@ def value(
     mask: Any = None,
 ) -> Any:
     """Noise-corrected batch value per group, unbiased for the clean J_K (may leave [0, 1] for a
-    small group: it is an unbiased estimate, not a probability)."""
+    small group: it is an unbiased estimate, not a probability).
+
+    It is the value of the corrected weights w̃ plus the constant h̃(0) (:func:`corrected_objective`)
+    for every group with at least one sample; a fully masked group gives 0, like
+    :func:`rankgrad.value`. Same layouts and return as :func:`rankgrad.value`.
+    """
     _require_binary(rewards, mask)
     obj, offset = corrected_objective(objective, rho0, rho1)
-    return _value(rewards, obj, group_ids=group_ids, mask=mask) + offset
+    return _value(rewards, obj, group_ids=group_ids, mask=mask, offset=offset)
 
 
 def backward_rewards(rewards: Any, *, rho0: float, rho1: float) -> Any:
