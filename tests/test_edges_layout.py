@@ -75,7 +75,7 @@ MASK6 = np.array([[True] * 6, [True, True, True, False, True, False], [False] + 
 
 # Seven groups of width 6 keeping 0, 1, ..., 6 samples: an eager masked call then needs the tables of
 # every size 0..6, exactly those a traced masked call builds.
-Y7 = np.round(np.random.default_rng(1).normal(size=(7, 6)), 1) + 0.05  # no reward equal to the padding 0
+Y7 = np.round(np.random.default_rng(1).normal(size=(7, 6)), 1)  # ties, and a reward of exactly 0
 MASK7 = np.stack([np.random.default_rng(k).permutation(6) < k for k in range(7)])
 
 
@@ -583,7 +583,7 @@ def _ragged_mix_case(backend: str, seed: int, big: int, masked: bool) -> None:
     labels = np.array([f"g{i}" for i, n in enumerate(sizes) for _ in range(n)], dtype=object)
     perm = rng.permutation(labels.size)
     labels = labels[perm]
-    y = np.round(rng.normal(size=labels.size), 1) + 0.05  # ties, but no reward equal to the padding 0
+    y = np.round(rng.normal(size=labels.size), 1)  # ties, rewards equal to the padding value 0
     keep = np.ones(labels.size, bool)
     if masked:
         keep[rng.random(labels.size) < 0.1] = False
@@ -692,7 +692,7 @@ def test_bucket_plan_bound_and_count():
 
 @pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
 def test_torch_device_host_masks_half_ids_and_buckets(device):
-    y = np.round(np.random.default_rng(7).normal(size=26), 1) + 0.05
+    y = np.round(np.random.default_rng(7).normal(size=26), 1)
     ids = np.array([0] * 8 + [1, 2, 3, 4, 5, 6] * 3)  # one group of 8, six of 3: two buckets
     keep = np.ones(26, bool)
     keep[3] = False
