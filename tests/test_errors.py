@@ -34,7 +34,7 @@ Y = np.arange(12.0).reshape(2, 6)
         (lambda x: rankgrad.advantages(x, "cvar:0.5@3", estimator="pkpo_sloo1"), "max@K with K >= 2"),
         (lambda x: rankgrad.advantages(x, "max@3", estimator="chen_passk"), "binary 0/1 rewards"),
         (lambda x: rankgrad.advantages(x, "max@2", mask=np.ones((2, 5), bool)), "mask: expected the shape"),
-        (lambda x: rankgrad.advantages(x, "max@2", mask=np.ones((2, 6))), "mask: expected a boolean"),
+        (lambda x: rankgrad.advantages(x, "max@2", mask=np.full((2, 6), 0.5)), "mask: expected a boolean"),
         (lambda x: rankgrad.advantages(x, "max@2", group_ids=np.zeros(12)), "flat rewards of shape"),
         (lambda x: rankgrad.advantages(x.reshape(-1), "max@2", group_ids=np.zeros(5)),
          r"group_ids: expected shape \(12,\)"),
