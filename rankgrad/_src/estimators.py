@@ -311,12 +311,17 @@ def _scale_limit(ops: Any, dtype: Any) -> float:
 def _scaling(g: Grouped, m: float | None, bound: float, extra: float = 0.0) -> tuple[Grouped, _Scale]:
     """Scale the groups that need it (see :class:`_Scale`).
 
-    ``m`` is the batch's max |reward| from :func:`_validate` (None under a trace: then every group's
-    scale is computed in the graph, and results that do not fit the output dtype cannot be reported).
+    ``m`` is the batch's max |reward| from :func:`_validate`, None under a trace, where nothing can
+    be checked: under ``jax.jit`` every group's scale is then computed in the graph (a few fused
+    operations); under ``torch.compile`` nothing is scaled (each extra operation there costs a graph
+    segment), so rewards must stay below ``_scale_limit`` (≈ 2.8e14 in float32, 2e149 in float64).
+    Traced results that do not fit the output dtype cannot be reported.
     ``bound``: results are at most ``bound``·m + ``extra`` in magnitude; when that exceeds the output
     dtype's range the results are checked after the cast.
     """
     ops = g.ops
+    if m is None and ops.name == "torch":
+        return g, _NO_SCALE
     limit = _scale_limit(ops, g.values.dtype)
     check = m is not None and bound * m + extra > ops.finfo_max(g.out_dtype)
     if m is not None and m <= limit:
@@ -334,6 +339,8 @@ def _unscale(x: Array, sc: _Scale) -> Array:
     that does not fit: :func:`_cast` reports it)."""
     if sc.up is None:
         return x
+    if not isinstance(x, np.ndarray):
+        return x * sc.up
     with np.errstate(over="ignore"):
         return x * sc.up
 
@@ -343,6 +350,23 @@ def _linear_bound(obj: Objective) -> float:
     averages of L-statistics), their differences and PKPO's combinations (<= 2·Σ|w|·max|r|); with a
     factor 2 of margin."""
     return 4.0 * max(1.0, float(np.abs(obj.weights).sum()))
+
+
+@dataclass(frozen=True)
+class _Info:
+    """Host-side numbers of one call, computed outside any trace (numpy work on the weights would
+    break a torch.compile graph)."""
+
+    total: float  # Σ_j w_j, exactly (:func:`_total_weight`)
+    bound: float  # :func:`_linear_bound`
+    m: float | None  # max |reward| of the batch (None under a trace)
+
+
+def _parse(objective: ObjectiveLike) -> tuple[Objective, float, float]:
+    obj = as_objective(objective)
+    if not obj.is_integral:  # rejected by require_integral next
+        return obj, math.nan, math.nan
+    return obj, _total_weight(obj), _linear_bound(obj)
 
 
 def _finish(
@@ -380,19 +404,17 @@ def _cast(g: Grouped, a: Array, sc: _Scale = _NO_SCALE, what: str = "advantages"
 
 def _prepare(
     rewards: Array, objective: ObjectiveLike, group_ids: Any, mask: Any, *, detach: bool
-) -> tuple[Grouped, Objective, float | None]:
+) -> tuple[Grouped, Objective, _Info]:
     """Parse, group and validate. Masked-out entries are set to 0 here, so that no arithmetic ever
-    reads them (a NaN or inf there cannot leak into a result). Returns (groups, objective, max |r|
-    or None under a trace)."""
+    reads them (a NaN or inf there cannot leak into a result)."""
     ops = get_ops(rewards)
-    obj = ops.host(as_objective, objective)
+    obj, total, bound = ops.host(_parse, objective)
     if detach and ops.differentiable:
         rewards = ops.stop_gradient(rewards)
     g = to_groups(ops, rewards, group_ids=group_ids, mask=mask)
     if g.valid is not None:
         g = replace(g, values=ops.where(g.valid, g.values, 0.0))
-    m = _validate(g)
-    return g, obj, m
+    return g, obj, _Info(total=total, bound=bound, m=_validate(g))
 
 
 # --------------------------------------------------------------- public: values
@@ -451,16 +473,16 @@ def _value(
 ) -> Array:
     """:func:`value` plus a constant ``offset`` for every non-empty group (a fully masked group
     gives 0, offset included)."""
-    g, obj, m = _prepare(rewards, objective, group_ids, mask, detach=False)
+    g, obj, info = _prepare(rewards, objective, group_ids, mask, detach=False)
     obj.require_integral("value")
     _require_sizes(g, obj.k, f"value with K={obj.k}")
-    g, sc = _scaling(g, m, _linear_bound(obj), abs(offset))
+    g, sc = _scaling(g, info.m, info.bound, abs(offset))
     ops = g.ops
     s = _sort_centre(g)
     (p,) = _rows(g, obj.low_first, "value")
     if ops.differentiable:
         p = _tie_average(g, s, p)
-    v = _value_sorted(g, s, p, obj)
+    v = _value_sorted(g, s, p, info.total)
     if sc.up is not None:
         v = _unscale(v[:, None], sc)[:, 0]
     if offset:
@@ -470,10 +492,10 @@ def _value(
     return _cast(g, g.restore_groups(v), sc, "values")
 
 
-def _value_sorted(g: Grouped, s: _Sorted, p: Array, obj: Objective) -> Array:
+def _value_sorted(g: Grouped, s: _Sorted, p: Array, total: float) -> Array:
     """V = Σ_t y_t P(t) per group, computed on centred values: Σ (y − c) P + c·Σw (Σ_t P(t) = Σw
     exactly, so a constant group gives exactly its value, e.g. 0 for a zero-sum objective)."""
-    return g.ops.sum(s.yc * p) + s.c[:, 0] * _total_weight(obj)
+    return g.ops.sum(s.yc * p) + s.c[:, 0] * total
 
 
 def _tie_average(g: Grouped, s: _Sorted, p: Array) -> Array:
@@ -496,12 +518,12 @@ def include_one(
 
     Same layouts and return shape as :func:`advantages`. PKPO's s_i equals (K/N)·q_i; mean_i q_i = V.
     """
-    g, obj, m = _prepare(rewards, objective, group_ids, mask, detach=True)
+    g, obj, info = _prepare(rewards, objective, group_ids, mask, detach=True)
     obj.require_integral("include_one")
     _require_sizes(g, obj.k + 1, f"include-one values with K={obj.k}")
-    g, sc = _scaling(g, m, _linear_bound(obj))
+    g, sc = _scaling(g, info.m, info.bound)
     s = _sort_centre(g)
-    return _finish(g, s, _q_sorted(g, s, obj), sc)
+    return _finish(g, s, _q_sorted(g, s, obj, info.total), sc)
 
 
 def leave_one_out(
@@ -511,20 +533,20 @@ def leave_one_out(
 
     v_i does not depend on sample i, which is why it is a valid baseline; mean_i v_i = V.
     """
-    g, obj, m = _prepare(rewards, objective, group_ids, mask, detach=True)
+    g, obj, info = _prepare(rewards, objective, group_ids, mask, detach=True)
     obj.require_integral("leave_one_out")
     _require_sizes(g, obj.k + 1, f"leave-one-out values with K={obj.k}")
-    g, sc = _scaling(g, m, _linear_bound(obj))
+    g, sc = _scaling(g, info.m, info.bound)
     s = _sort_centre(g)
-    return _finish(g, s, _v_sorted(g, s, obj), sc)
+    return _finish(g, s, _v_sorted(g, s, obj, info.total), sc)
 
 
-def _q_sorted(g: Grouped, s: _Sorted, obj: Objective) -> Array:
-    return _scan(s.yc, g, "inc", obj) + s.c * _total_weight(obj)
+def _q_sorted(g: Grouped, s: _Sorted, obj: Objective, total: float) -> Array:
+    return _scan(s.yc, g, "inc", obj) + s.c * total
 
 
-def _v_sorted(g: Grouped, s: _Sorted, obj: Objective) -> Array:
-    return _scan(s.yc, g, "loo", obj) + s.c * _total_weight(obj)
+def _v_sorted(g: Grouped, s: _Sorted, obj: Objective, total: float) -> Array:
+    return _scan(s.yc, g, "loo", obj) + s.c * total
 
 
 def order_statistics(
@@ -627,9 +649,9 @@ def advantages(
         if rho0 is None:
             return noisy.forward_advantages(rewards, objective, rho1=rho1, group_ids=group_ids, mask=mask)
         return noisy.advantages(rewards, objective, rho0=rho0, rho1=rho1, group_ids=group_ids, mask=mask)
-    g, obj, m = _prepare(rewards, objective, group_ids, mask, detach=True)
+    g, obj, info = _prepare(rewards, objective, group_ids, mask, detach=True)
     obj.require_integral("advantages")
-    return _ADVANTAGE_FNS[name](g, obj, eps, m)
+    return _ADVANTAGE_FNS[name](g, obj, eps, info)
 
 
 def _rate(v: Any, which: str) -> float:
@@ -667,9 +689,9 @@ def _noise_rates(noise: Any) -> tuple[float | None, float]:
     return r0, r1
 
 
-def _ordergrad(g: Grouped, obj: Objective, eps: float, m: float | None) -> Array:
+def _ordergrad(g: Grouped, obj: Objective, eps: float, info: _Info) -> Array:
     _require_sizes(g, max(obj.k + 1, 2), f"leave-one-out advantages with K={obj.k} (K <= N−1)")
-    g, sc = _scaling(g, m, _linear_bound(obj))
+    g, sc = _scaling(g, info.m, info.bound)
     s = _sort_centre(g)
     return _finish(g, s, _scan(s.yc, g, "adv", obj), sc)
 
@@ -704,14 +726,14 @@ def _group_moments(g: Grouped) -> tuple[Array, Array]:
     return n, d
 
 
-def _mean_family(kind: str) -> Callable[[Grouped, Objective, float, float | None], Array]:
-    def fn(g: Grouped, obj: Objective, eps: float, m: float | None) -> Array:
+def _mean_family(kind: str) -> Callable[[Grouped, Objective, float, _Info], Array]:
+    def fn(g: Grouped, obj: Objective, eps: float, info: _Info) -> Array:
         _require_mean(obj, kind)
         _require_sizes(g, 2, f"estimator={kind!r}")
         if kind == "grpo":  # scale-free: |a_i| < sqrt(N) whatever the rewards
-            g, sc = _scaling(g, m, 0.0, math.sqrt(g.width))
+            g, sc = _scaling(g, info.m, 0.0, math.sqrt(g.width))
         else:
-            g, sc = _scaling(g, m, 4.0)
+            g, sc = _scaling(g, info.m, 4.0)
         ops = g.ops
         n, d = _group_moments(g)
         nm1 = ops.where(n > 1, n - 1, 1.0)
@@ -732,8 +754,8 @@ def _mean_family(kind: str) -> Callable[[Grouped, Objective, float, float | None
     return fn
 
 
-def _pkpo(kind: str) -> Callable[[Grouped, Objective, float, float | None], Array]:
-    def fn(g: Grouped, obj: Objective, eps: float, m: float | None) -> Array:
+def _pkpo(kind: str) -> Callable[[Grouped, Objective, float, _Info], Array]:
+    def fn(g: Grouped, obj: Objective, eps: float, info: _Info) -> Array:
         k = obj.k
         _require_sizes(g, k + 1, f"estimator={kind!r} with K={k} (K <= N−1)")
         if kind == "pkpo_sloo1" and (obj.extreme != "max" or k < 2):
@@ -741,11 +763,11 @@ def _pkpo(kind: str) -> Callable[[Grouped, Objective, float, float | None], Arra
                 f"objective: estimator='pkpo_sloo1' is defined for max@K with K >= 2 (its "
                 f"baseline is the max@(K−1) value), got {obj.name!r}."
             )
-        g, sc = _scaling(g, m, _linear_bound(obj))
+        g, sc = _scaling(g, info.m, info.bound)
         ops = g.ops
         s = _sort_centre(g)
         n = _n_col(g)
-        tw = _total_weight(obj)
+        tw = info.total
         # On centred values, the centre's share (c times a coefficient) added once at the end.
         if kind == "pkpo_s":
             out = (k / n) * _scan(s.yc, g, "inc", obj) + s.c * ((k * tw) / n)
@@ -753,12 +775,8 @@ def _pkpo(kind: str) -> Callable[[Grouped, Objective, float, float | None], Arra
             nm1 = ops.where(n > 1, n - 1, 1.0)
             inc, loo = _scan(s.yc, g, "inc", obj), _scan(s.yc, g, "loo", obj)
             out = (k / n) * inc - (k / nm1) * loo - s.c * ((k * tw) / (n * nm1))
-        else:  # q − v(max@(K−1)): both carry the centre with total weight 1, which cancels
-            base = best_of_k(k - 1)
-            out = (k / n) * (_scan(s.yc, g, "inc", obj) - _scan(s.yc, g, "loo", base))
-            shift = tw - _total_weight(base)
-            if shift:
-                out = out + s.c * ((k * shift) / n)
+        else:  # q − v(max@(K−1)): both carry the centre c with total weight 1, which cancels
+            out = (k / n) * (_scan(s.yc, g, "inc", obj) - _scan(s.yc, g, "loo", best_of_k(k - 1)))
         return _finish(g, s, out, sc)
 
     return fn
@@ -773,7 +791,7 @@ def _n_col(g: Grouped) -> Array:
     return g.ops.where(n > 0, n, 1.0)
 
 
-def _chen(g: Grouped, obj: Objective, eps: float, m: float | None) -> Array:
+def _chen(g: Grouped, obj: Objective, eps: float, info: _Info) -> Array:
     if obj.extreme != "max":
         raise ValueError(
             f"objective: estimator='chen_passk' is the analytic pass@K advantage for 0/1 rewards; "
@@ -807,7 +825,7 @@ def _chen(g: Grouped, obj: Objective, eps: float, m: float | None) -> Array:
     return _finish(g, s, out)
 
 
-def _gopo(g: Grouped, obj: Objective, eps: float, m: float | None) -> Array:
+def _gopo(g: Grouped, obj: Objective, eps: float, info: _Info) -> Array:
     """Midrank advantages: d_i = #{j: r_j < r_i} − #{j: r_j > r_i} from the tie blocks of the sort
     (tied rewards count as neither), so ties are exact, a constant group gives 0, and any strictly
     increasing transform of the rewards leaves the result unchanged. Ranks only: the rewards never
@@ -831,7 +849,7 @@ def _gopo(g: Grouped, obj: Objective, eps: float, m: float | None) -> Array:
     return _finish(g, su, _scan(su.yc, g, "adv", obj))
 
 
-_ADVANTAGE_FNS: dict[str, Callable[[Grouped, Objective, float, float | None], Array]] = {
+_ADVANTAGE_FNS: dict[str, Callable[[Grouped, Objective, float, _Info], Array]] = {
     "ordergrad": _ordergrad,
     "rloo": _mean_family("rloo"),
     "dr_grpo": _mean_family("dr_grpo"),
