@@ -231,7 +231,6 @@ def _sizes_backend(g: Grouped) -> Array:
     return g.ops.asarray(g.sizes, g.values)
 
 
-@functools.lru_cache(maxsize=256)
 def _total_weight(obj: Objective) -> float:
     """Σ_j w_j, exactly: the correctly rounded sum of the weights, snapped to the nearest integer when
     it is within the weights' own rounding of one (Σ w = 1 for the mean, max@K, CVaR, quantiles...;
@@ -366,7 +365,12 @@ def _parse(objective: ObjectiveLike) -> tuple[Objective, float, float]:
     obj = as_objective(objective)
     if not obj.is_integral:  # rejected by require_integral next
         return obj, math.nan, math.nan
-    return obj, _total_weight(obj), _linear_bound(obj)
+    return (obj, *_facts(obj))
+
+
+@functools.lru_cache(maxsize=256)
+def _facts(obj: Objective) -> tuple[float, float]:
+    return _total_weight(obj), _linear_bound(obj)
 
 
 def _finish(
