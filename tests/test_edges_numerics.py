@@ -88,7 +88,7 @@ def test_value_with_padding_after_a_top_zero(backend):
         want = [brute.batch_value(y[i][mask[i]], w) for i in range(G)]
         assert want[0] == row0
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
-        if backend != "numpy":
+        if backend == "torch" or (backend == "jax" and spec in ("mean", "max@2")):  # jax: compile time
             got = _value_grad(backend, y, spec, mask)
             np.testing.assert_allclose(got[0], grad0 + [0.0] * 4, rtol=0, atol=1e-15)
             for i in range(1, G):
@@ -290,8 +290,8 @@ def test_constant_group_gives_exact_zeros(backend, dtype):
                                        err_msg=estimator)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend,dtype", [(b, d) for b in BACKENDS for d in ("float64", "float32")
+                                           if (b, d) != ("jax", "float32")])  # jax: compile time
 def test_chen_passk_is_zero_when_every_subset_passes(backend, dtype):
     """Fewer than K fails: every K-subset passes, V = 1, σ = 0, and every q_i = 1: all zeros."""
     width = 16  # groups of every size n <= 16, padded to one shape: one call per K
