@@ -17,7 +17,7 @@ import numpy as np
 
 from rankgrad._src import weights as W
 from rankgrad._src.errors import InputTypeError
-from rankgrad._src.layout import Grouped, to_groups
+from rankgrad._src.layout import Grouped, bucketed, to_groups
 from rankgrad._src.objectives import Objective, ObjectiveLike, as_objective, best_of_k
 from rankgrad._src.ops import get_ops
 
@@ -432,7 +432,7 @@ def value(
 ) -> Array:
     """Batch L-value per group: the U-statistic V = mean over K-subsets of Σ_j w_j R_(j:K).
 
-    V = Σ_m y_(m) P^α_{N,K}(m) over the sorted group, unbiased for J_K (MATH.md). Differentiable in
+    V = Σ_m y_(m) P^α_{N,K}(m) over the sorted group, unbiased for J_K (docs/math.md). Differentiable in
     torch and jax (the pathwise / reparameterised estimator): ∇V = Σ_m P(m) ∇y_(m), with the weights
     of tied rewards averaged over their tie block so tied samples get equal gradients.
 
@@ -865,3 +865,11 @@ _ADVANTAGE_FNS: dict[str, Callable[[Grouped, Objective, float, _Info], Array]] =
     "gopo": _gopo,
 }
 assert set(_ADVANTAGE_FNS) == set(ESTIMATORS)
+
+# Flat input (``group_ids``) with groups of very different sizes runs bucket by bucket, so memory stays
+# O(B) whatever the mix (``layout.bucketed``); dense input and near-uniform batches are one call.
+# ``value`` and ``order_statistics`` reach the bucketing through ``_value``.
+advantages = bucketed(advantages, "sample")
+include_one = bucketed(include_one, "sample")
+leave_one_out = bucketed(leave_one_out, "sample")
+_value = bucketed(_value, "group")

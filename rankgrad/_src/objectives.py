@@ -2,7 +2,7 @@
 
 An objective is J_K = E[Σ_j w_j R_(j:K)] over K i.i.d. rewards. Everywhere in the public API the
 weight vector is **top-first**: ``weights[0]`` multiplies the largest of the K rewards, ``weights[-1]``
-the smallest. (The formulas in ``MATH.md`` index ranks low → high; ``Objective.low_first`` gives that
+the smallest. (The formulas in ``docs/math.md`` index ranks low → high; ``Objective.low_first`` gives that
 order for internal use.)
 
 Objectives come from one of:
