@@ -27,6 +27,7 @@ __all__ = [
     "run_huge_group",
     "run_ragged",
     "run_cache",
+    "run_mixed",
     "ragged_sizes",
 ]
 
@@ -41,6 +42,10 @@ HUGE_CASES: tuple[tuple[int, str], ...] = (
 )
 HUGE_TARGET_N = 10**5  # the 2 s / 200 MB target applies to these; N = 10^6 is reported only
 RAGGED_B, RAGGED_MIN, RAGGED_MAX = 65_536, 2, 64
+# One big group beside many small ones: padding every group to the largest would need
+# (MIXED_SMALL + 1) × MIXED_BIG cells (3.2 GB in float64); the target is memory O(B).
+MIXED_BIG, MIXED_SMALL, MIXED_SMALL_N, MIXED_OBJ = 20_000, 20_000, 4, "max@2"
+MIXED_TARGET_MB = 200
 
 
 @dataclass(frozen=True)
@@ -397,4 +402,63 @@ def run_cache(cfg: Config, backends: tuple[str, ...], log: Callable[[str], None]
     for name in backends:
         log(f"  cache {name}")
         rows.append(_cache_row(make_backend(name), y32, "max@4", cfg))
+    return rows
+
+
+# -------------------------------------------------------------------- 5. mixed sizes
+def _mixed_layout(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat rewards [B], shuffled group ids [B], and the float64 reference advantages."""
+    rng = np.random.default_rng(cfg.seed + 400)
+    sizes = np.concatenate([[MIXED_BIG], np.full(MIXED_SMALL, MIXED_SMALL_N)])
+    ids = np.repeat(np.arange(sizes.size), sizes)
+    flat = rng.standard_normal(ids.size).astype(np.float32)
+    w = rankgrad.parse(MIXED_OBJ).weights
+    y = flat.astype(np.float64)
+    ref = np.empty(ids.size)
+    ref[:MIXED_BIG] = naive_advantages(y[:MIXED_BIG], w)
+    small = y[MIXED_BIG:].reshape(MIXED_SMALL, MIXED_SMALL_N)
+    ref[MIXED_BIG:] = naive_advantages_rows(small, w).reshape(-1)
+    perm = rng.permutation(ids.size)
+    return flat[perm], ids[perm], ref[perm]
+
+
+def _mixed_row(
+    backend: Backend, flat: np.ndarray, ids: np.ndarray, ref: np.ndarray, cfg: Config
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "case": f"B={flat.size:,}: 1 group of {MIXED_BIG:,} + {MIXED_SMALL:,} of {MIXED_SMALL_N}",
+        "objective": MIXED_OBJ,
+        "backend": backend.name,
+    }
+    try:
+        gid = backend.convert(ids)
+
+        def fn(y: Any) -> Any:
+            return rankgrad.advantages(y, MIXED_OBJ, group_ids=gid)
+
+        x = backend.convert(flat)
+        _warm_up(backend)
+        warm = time_call(lambda: backend.sync(fn(x)), warmup=1, min_repeats=3, budget_s=cfg.budget_s)
+        peak, method = _memory(backend, fn, x)
+        row.update(
+            status="ok",
+            ms=warm.median_ms,
+            peak_mb=peak,
+            mem_method=method,
+            padded_mb=(MIXED_SMALL + 1) * MIXED_BIG * 8 / 1e6,
+            **_check(_f64_output(backend, fn, flat.astype(np.float64)), ref, "naive f64"),
+        )
+        row["targets"] = _targets((f"<= {MIXED_TARGET_MB} MB", peak is not None and peak <= MIXED_TARGET_MB))
+    except Exception as exc:  # noqa: BLE001 - recorded in the report
+        return _error_row(row, exc, backend)
+    return row
+
+
+def run_mixed(cfg: Config, backends: tuple[str, ...], log: Callable[[str], None]) -> list[dict]:
+    """Case 5: flat group ids mixing one group of 20,000 with 20,000 groups of 4 (memory O(B))."""
+    flat, ids, ref = _mixed_layout(cfg)
+    rows = []
+    for name in backends:
+        log(f"  mixed {name}")
+        rows.append(_mixed_row(make_backend(name), flat, ids, ref, cfg))
     return rows

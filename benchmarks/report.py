@@ -116,6 +116,18 @@ SECTIONS: dict[str, tuple[str, list[Column]]] = {
             Column("status", lambda r: r.get("status", "ok")),
         ],
     ),
+    "mixed": (
+        "5. Mixed group sizes, flat group_ids (float32, shuffled ids)",
+        [
+            _CASE,
+            _BACKEND,
+            Column("ms", _num("ms")),
+            Column("peak MB", _peak),
+            Column("padded layout MB", _num("padded_mb")),
+            Column("check (f64 vs naive)", _check),
+            Column("targets", _targets),
+        ],
+    ),
 }
 
 

@@ -4,7 +4,8 @@
 
 Sections: (1) many small groups on numpy / torch / jax.jit / torch.compile, (2) one huge group
 (N = 10^5, K = 10^3, cvar and max; N = 10^6, K = 10^4 max unless ``--quick``), (3) ragged flat input
-with group ids vs the padded + mask layout, (4) cold vs warm calls. Every row is checked in float64
+with group ids vs the padded + mask layout, (4) cold vs warm calls, (5) one group of 20,000 beside
+20,000 groups of 4 in one flat batch (memory must stay O(B)). Every row is checked in float64
 against the dense naive reference in ``benchmarks/naive.py``. Targets are printed, never asserted.
 ``--quick`` trims repeats, skips N = 10^6 and compiles torch only once (< 60 s); the full run takes a
 few minutes on 2 cores.
@@ -23,9 +24,11 @@ from typing import Any
 from benchmarks.backends import cuda_available
 from benchmarks.cases import (
     CHECK_RTOL,
+    MIXED_TARGET_MB,
     Config,
     run_cache,
     run_huge_group,
+    run_mixed,
     run_ragged,
     run_small_groups,
 )
@@ -45,6 +48,7 @@ PLAN: dict[str, tuple[Runner, tuple[str, ...]]] = {
     "huge_group": (run_huge_group, ("numpy", "torch", "jax", *_GPU)),
     "ragged": (run_ragged, ("numpy", "torch", *_GPU)),
     "cache": (run_cache, ("numpy", "torch", "jax (eager)")),
+    "mixed": (run_mixed, ("numpy", "torch", *_GPU)),
 }
 
 
@@ -81,7 +85,9 @@ def method_notes(cfg: Config, cleared: list[str]) -> list[str]:
         "rewards + bool mask, built beforehand (not timed).",
         "Targets (printed, not asserted): torch CPU <= 3x sort; numpy <= 10x sort and <= 0.75 ms at "
         "G=1024 N=16; huge group (N = 10^5) prep+call <= 2 s and <= 200 MB (eager backends); ragged "
-        "flat <= 2x padded; jax.jit / torch.compile: no recompilation on new reward values.",
+        "flat <= 2x padded; jax.jit / torch.compile: no recompilation on new reward values; mixed sizes "
+        f"<= {MIXED_TARGET_MB} MB (padding every group to the largest would take the 'padded layout MB' "
+        "column).",
         "Recompiles (compiled rows): new compilations triggered by 3 further calls on fresh float32 "
         "rewards of the same shape (jax: the jitted function's executable cache size; torch.compile: "
         "dynamo's unique-graph count).",
