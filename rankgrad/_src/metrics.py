@@ -16,7 +16,6 @@ no unbiased max@k: its entry is NaN and it is left out of that k's mean over gro
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 
 from rankgrad._src.errors import InputTypeError
 from rankgrad._src.estimators import value
+from rankgrad._src.layout import group_codes, host_mask
 from rankgrad._src.objectives import Objective, as_objective, best_of_k, worst_of_k
 
 __all__ = [
@@ -71,81 +71,17 @@ def _reals(x: Any, arg: str) -> np.ndarray:
 
 
 def _bool_mask(mask: Any, shape: tuple, arg: str = "mask") -> np.ndarray:
-    """A boolean (or 0/1) mask of ``shape`` as a host bool array."""
+    """A boolean (or 0/1) mask of ``shape`` as a host bool array (the layout's mask rules)."""
     if mask is None:
         return np.ones(shape, dtype=bool)
-    m = _host(mask, arg)
-    if tuple(m.shape) != tuple(shape):
-        raise ValueError(f"{arg}: expected the shape of rewards {tuple(shape)}, got {tuple(m.shape)}.")
-    if m.dtype.kind == "b":
-        return m
-    if m.dtype.kind not in "iuf":
-        raise InputTypeError(f"{arg}: expected booleans (True = a sample), got dtype {m.dtype}.")
-    if not np.all((m == 0) | (m == 1)):
-        bad = m[(m != 0) & (m != 1)].reshape(-1)[0]
-        raise ValueError(f"{arg}: expected booleans or 0/1, found {bad!r}.")
-    return m != 0
-
-
-# ---------------------------------------------------------------------------- group codes
-def _label_key(v: Any, pos: int, arg: str) -> tuple:
-    """One label as a dict key: kinds never merge ("1" ≠ 1 ≠ b"1"); numbers compare by value."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, str):
-        return ("s", v)
-    if isinstance(v, bytes):
-        return ("b", v)
-    if isinstance(v, bool):
-        return ("?", v)
-    if isinstance(v, numbers.Real) and v is not None:
-        f = float(v)
-        if not math.isfinite(f):
-            raise ValueError(_label_message(arg, v, pos))
-        return ("n", v)
-    if v is None:
-        raise ValueError(_label_message(arg, v, pos))
-    raise InputTypeError(
-        f"{arg}: expected labels that are ints, strings, bytes, bools or finite floats, got "
-        f"{type(v).__name__} at position {pos}."
-    )
-
-
-def _label_message(arg: str, v: Any, pos: int) -> str:
-    return (
-        f"{arg}: found the label {v!r} at position {pos}; every sample needs a real group label (an int, "
-        "string or finite float). Give unlabelled samples their own labels, or drop them."
-    )
+    return host_mask(mask, shape, arg)
 
 
 def _codes(group_ids: Any, b: int, arg: str = "group_ids") -> tuple[np.ndarray, int]:
-    """Labels ``[b]`` → (int64 codes numbered by first appearance, number of groups)."""
-    if isinstance(group_ids, (list, tuple)):
-        arr = np.empty(len(group_ids), dtype=object)
-        arr[:] = list(group_ids)
-    else:
-        arr = _host(group_ids, arg)
-    if arr.shape != (b,):
-        raise ValueError(f"{arg}: expected one label per sample, shape ({b},), got {tuple(arr.shape)}.")
-    kind = arr.dtype.kind
-    if kind == "O":
-        index: dict[tuple, int] = {}
-        codes = np.fromiter(
-            (index.setdefault(_label_key(v, i, arg), len(index)) for i, v in enumerate(arr.tolist())),
-            dtype=np.int64, count=b,
-        )
-        return codes, len(index)
-    if kind == "f" and not np.all(np.isfinite(arr)):
-        pos = int(np.flatnonzero(~np.isfinite(arr))[0])
-        raise ValueError(_label_message(arg, arr[pos].item(), pos))
-    if kind not in "biufUS":
-        raise InputTypeError(
-            f"{arg}: expected labels (ints, strings, bytes, bools, finite floats), got dtype {arr.dtype}."
-        )
-    _, first, inverse = np.unique(arr, return_index=True, return_inverse=True)
-    rank = np.empty(first.size, dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(first.size)
-    return rank[inverse.reshape(-1)], int(first.size)
+    """Labels ``[b]`` → (int64 codes numbered by first appearance, number of groups), by the layout's
+    one id factorisation (kinds never merge; NaN/None rejected)."""
+    gc = group_codes(group_ids, b, arg)
+    return gc.codes, gc.count
 
 
 @dataclass(frozen=True)
