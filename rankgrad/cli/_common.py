@@ -8,6 +8,7 @@ import importlib
 import math
 import re
 import sys
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -132,26 +133,22 @@ def fmt_noise(noise: tuple[float | None, float]) -> str:
     return f"{rho0},{noise[1]:g}"
 
 
-def positive_int(text: str) -> int:
-    """An argparse ``type=`` for integers >= 1."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
-    return v
+def _int_at_least(lo: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {v}")
+        return v
+
+    parse.__doc__ = f"An argparse ``type=`` for {what}."
+    return parse
 
 
-def nonneg_int(text: str) -> int:
-    """An argparse ``type=`` for integers >= 0."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
+positive_int = _int_at_least(1, "integers >= 1")
+nonneg_int = _int_at_least(0, "integers >= 0")
 
 
 def seed_arg(text: str) -> int:

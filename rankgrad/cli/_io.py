@@ -637,6 +637,18 @@ def _unique_columns(spec: FileSpec, columns: list[str], keys: dict[str, str], na
                            "columns so that each name appears once.", EXIT_DATA)
 
 
+def _check_columns(spec: FileSpec, columns: list[str], gk: str, rk: str, ak: str, overwrite: bool,
+                   named_fields: bool) -> None:
+    """The header of a CSV/TSV or Parquet input: group and reward columns present, no column the run
+    needs (or would lose) named twice, and no advantage column unless --overwrite."""
+    keys = {"--group-key": gk, "--reward-key": rk}
+    _require_columns(spec, columns, keys)
+    _unique_columns(spec, columns, {**keys, "--advantage-key": ak}, named_fields)
+    if ak in columns and not overwrite:
+        raise CliError(f"{spec.display}: column {ak!r} already exists; pass --advantage-key NAME or "
+                       "--overwrite.", EXIT_DATA)
+
+
 def _scan_csv(b: _Builder, gk: str, rk: str, ak: str, overwrite: bool, progress: bool,
               named_fields: bool) -> Scan:
     prints: list[Fingerprint] = []
@@ -645,12 +657,7 @@ def _scan_csv(b: _Builder, gk: str, rk: str, ak: str, overwrite: bool, progress:
             Progress(progress, _size(b.spec), "pass 1/2 read", "B", unit_scale=True) as bar:
         reader = csv.reader(f, delimiter=_delimiter(b.spec.fmt))
         header = _csv_header(reader, b.spec)
-        keys = {"--group-key": gk, "--reward-key": rk}
-        _require_columns(b.spec, header, keys)
-        _unique_columns(b.spec, header, {**keys, "--advantage-key": ak}, named_fields)
-        if ak in header and not overwrite:
-            raise CliError(f"{b.spec.display}: column {ak!r} already exists; pass --advantage-key NAME or "
-                           "--overwrite.", EXIT_DATA)
+        _check_columns(b.spec, header, gk, rk, ak, overwrite, named_fields)
         gi, ri, width = header.index(gk), header.index(rk), len(header)
         prev, seen = reader.line_num, 0
         for n, row in enumerate(reader):
@@ -686,12 +693,7 @@ def _scan_parquet(b: _Builder, gk: str, rk: str, ak: str, overwrite: bool, progr
     codes, rewards, status, offset = [], [], [], 0
     with _reading(b.spec), _open_parquet(b.spec, prints) as pf:
         names = list(pf.schema_arrow.names)
-        keys = {"--group-key": gk, "--reward-key": rk}
-        _require_columns(b.spec, names, keys)
-        _unique_columns(b.spec, names, {**keys, "--advantage-key": ak}, named_fields)
-        if ak in names and not overwrite:
-            raise CliError(f"{b.spec.display}: column {ak!r} already exists; pass --advantage-key NAME or "
-                           "--overwrite.", EXIT_DATA)
+        _check_columns(b.spec, names, gk, rk, ak, overwrite, named_fields)
         rtype, gtype = pf.schema_arrow.field(rk).type, pf.schema_arrow.field(gk).type
         if not (pa.types.is_integer(rtype) or pa.types.is_floating(rtype) or pa.types.is_boolean(rtype)
                 or pa.types.is_decimal(rtype) or pa.types.is_null(rtype)):
