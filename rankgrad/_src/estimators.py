@@ -231,19 +231,6 @@ def _sizes_backend(g: Grouped) -> Array:
     return g.ops.asarray(g.sizes, g.values)
 
 
-def _total_weight(obj: Objective) -> float:
-    """Σ_j w_j, exactly: the correctly rounded sum of the weights, snapped to the nearest integer when
-    it is within the weights' own rounding of one (Σ w = 1 for the mean, max@K, CVaR, quantiles...;
-    0 for the Gini difference and L-moments of order >= 2). Every table of the objective sums to it
-    in exact arithmetic, so V = Σ_t (y_t − c) P(t) + c·Σw is exact for a constant group."""
-    w = obj.weights
-    t = math.fsum(w.tolist())
-    r = round(t)
-    if abs(t - r) <= 8 * np.finfo(np.float64).eps * math.fsum(np.abs(w).tolist()):
-        return float(r)
-    return t
-
-
 def _rows(g: Grouped, alpha: np.ndarray, *fields: str) -> tuple[Array, ...]:
     """Per-position weights for every group, one per field: [1, W] when all groups are full, else
     [G, W]. One host call for all fields (each host call is a graph break under torch.compile)."""
@@ -356,7 +343,7 @@ class _Info:
     """Host-side numbers of one call, computed outside any trace (numpy work on the weights would
     break a torch.compile graph)."""
 
-    total: float  # Σ_j w_j, exactly (:func:`_total_weight`)
+    total: float  # Σ_j w_j, exactly (``Objective.total_weight``)
     bound: float  # :func:`_linear_bound`
     m: float | None  # max |reward| of the batch (None under a trace)
 
@@ -370,7 +357,7 @@ def _parse(objective: ObjectiveLike) -> tuple[Objective, float, float]:
 
 @functools.lru_cache(maxsize=256)
 def _facts(obj: Objective) -> tuple[float, float]:
-    return _total_weight(obj), _linear_bound(obj)
+    return obj.total_weight, _linear_bound(obj)
 
 
 def _finish(

@@ -203,10 +203,19 @@ class Objective:
 
     @property
     def total_weight(self) -> float:
-        """Σ_j w_j: the value shifts by c·Σw when every reward shifts by c."""
+        """Σ_j w_j, exactly: the value shifts by c·Σw when every reward shifts by c.
+
+        The correctly rounded sum of the weights, snapped to the nearest integer when it is within the
+        weights' own rounding of one (Σw = 1 for the mean, max@K, CVaR, quantiles...; 0 for the Gini
+        difference and L-moments of order >= 2), so a constant group's value is exactly c·Σw."""
         if self.weights is None:
             return 1.0
-        return float(self.weights.sum())
+        w = self.weights.tolist()
+        t = math.fsum(w)
+        r = round(t)
+        if abs(t - r) <= 8 * np.finfo(np.float64).eps * math.fsum(abs(v) for v in w):
+            return float(r)
+        return t
 
     def require_integral(self, where: str) -> None:
         if self.weights is None:
