@@ -24,7 +24,7 @@ from rankgrad._src import ops as ops_lib
 from rankgrad._src.errors import InputTypeError
 from rankgrad._src.estimators import ESTIMATORS, _estimator_name
 from rankgrad._src.estimators import advantages as _advantages
-from rankgrad._src.layout import backend_mask, check_real, group_codes, host_mask
+from rankgrad._src.layout import GroupCodes, backend_mask, check_real, group_codes, host_mask
 from rankgrad._src.objectives import Objective, parse
 
 Array = Any
@@ -85,6 +85,7 @@ def group_advantages(
     eps: float = 1e-6,
     noise: tuple[float | None, float] | None = None,
     mask: Any = None,
+    trajectory_ids: Any = None,
 ) -> Array:
     """Per-rollout advantages from flat scores and prompt ids.
 
@@ -114,6 +115,17 @@ def group_advantages(
       noise: ``(rho0, rho1)`` verifier flip rates for 0/1 scores (see :mod:`rankgrad.noisy`);
         ``(None, rho1)``: forward correction (mean objective only).
       mask: optional ``[B]`` bool (or 0/1 numbers), False = not part of any group (advantage 0).
+      trajectory_ids: optional ``[B]`` labels (same kinds as ``uids``) of the trajectory each row
+        belongs to, for multi-turn / agentic rollouts where one trajectory spans several rows (turns,
+        tool calls). Then the trajectory, not the row, is the sample: a group of uid g has N_g =
+        #trajectories, each trajectory τ gets one advantage a_τ, broadcast to all its rows, so a
+        trajectory with more rows weighs no more than one with fewer; Σ_rows a_τ ∇log p(row) =
+        a_τ ∇log p(τ). Rules: every row of a trajectory has the same uid; the trajectory's reward is
+        its rows' score, which must be the same on all its rows kept by ``mask`` (give every row the
+        trajectory's final reward); a trajectory with a non-finite row score is unscorable
+        (``unscorable`` decides); rows with ``mask`` False get 0 and carry no score, and a trajectory
+        with no kept row is not part of its group. ``small_groups``, ``loss_scale`` and
+        ``std_normalize`` count and weigh trajectories.
 
     Returns:
       ``[B]`` advantages, same backend, device and float dtype as ``scores``; 0 where excluded.
@@ -124,7 +136,7 @@ def group_advantages(
         of an unsupported type.
       ValueError: mismatched shapes, non-finite scores (``unscorable="error"``), groups too small
         (``small_groups="error"``), unknown names, ``None``/NaN labels, mask values other than 0/1,
-        a negative or non-finite ``eps``.
+        a negative or non-finite ``eps``, a trajectory whose rows disagree on their uid or score.
 
     Example:
       >>> import numpy as np
@@ -158,23 +170,123 @@ def group_advantages(
     if uid_shape != (b,):
         raise ValueError(f"uids: expected one label per score, shape [{b}], got shape {uid_shape}.")
     groups = group_codes(uids, b, arg="uids")
-    inverse = groups.codes
     valid = np.ones(b, dtype=bool)
     if mask is not None:
         m_shape = _shape_of(mask, "mask")
         if m_shape != (b,):
             raise ValueError(f"mask: expected shape [{b}] like scores, got {m_shape}.")
         valid &= host_mask(mask, (b,), "mask")
+    options = dict(obj=obj, estimator=estimator, unscorable=unscorable, small_groups=small_groups,
+                   std_normalize=std_normalize, loss_scale=loss_scale, eps=eps, noise=noise)
+    if trajectory_ids is None:
+        adv = _grouped(ops, work, host, groups, valid, lambda i: repr(_label_at(uids, i)), **options)
+        return ops.cast(adv, caller_dtype) if half else adv
 
+    t_shape = _shape_of(trajectory_ids, "trajectory_ids")
+    if t_shape != (b,):
+        raise ValueError(
+            f"trajectory_ids: expected one trajectory label per row, shape [{b}], got shape {t_shape}."
+        )
+    traj = group_codes(trajectory_ids, b, arg="trajectory_ids")
+    if unscorable == "error":
+        _check_finite(host, valid)
+    rep, t_groups, t_valid = _trajectories(host, groups, traj, valid, uids, trajectory_ids)
+    t_work = ops.take_first(work, rep)
+    adv_t = _grouped(ops, t_work, host[rep], t_groups, t_valid,
+                     lambda j: f"{_label_at(uids, int(rep[j]))!r} (trajectory "
+                               f"{_label_at(trajectory_ids, int(rep[j]))!r})", **options)
+    adv = ops.take_first(adv_t, traj.codes)
+    if not valid.all():
+        adv = ops.where(ops.asarray(valid, adv), adv, ops.convert(np.zeros(b), adv))
+    return ops.cast(adv, caller_dtype) if half else adv
+
+
+def _check_finite(host: np.ndarray, valid: np.ndarray) -> None:
+    bad = valid & ~np.isfinite(host)
+    if bad.any():
+        where = np.flatnonzero(bad)
+        raise ValueError(
+            f"scores: {where.size} non-finite value(s) at positions {where[:8].tolist()}"
+            f"{' ...' if where.size > 8 else ''}; fix the reward function, or pass unscorable='zero' "
+            "to drop unscorable rollouts from their groups (advantage 0)."
+        )
+
+
+def _trajectories(
+    host: np.ndarray, groups: GroupCodes, traj: GroupCodes, valid: np.ndarray, uids: Any, trajectory_ids: Any
+) -> tuple[np.ndarray, GroupCodes, np.ndarray]:
+    """Rows → trajectories: a representative row per trajectory ``rep[T]`` (its first kept row, else its
+    first row), the trajectories' group codes and whether each has a kept row; checks that the rows of
+    a trajectory share their uid and (over kept rows) their score. Non-finite kept scores make the
+    representative non-finite (the trajectory is then unscorable)."""
+    t, codes = traj.count, traj.codes
+    b = codes.size
+    order = np.arange(b)
+    first = np.full(t, b, dtype=np.int64)
+    np.minimum.at(first, codes, order)
+    kept_first = np.full(t, b, dtype=np.int64)
+    np.minimum.at(kept_first, codes[valid], order[valid])
+    t_valid = kept_first < b
+    rep = np.where(t_valid, kept_first, first)
+    g_of = groups.codes[rep]
+    other = np.flatnonzero(groups.codes != g_of[codes])
+    if other.size:
+        i = int(other[0])
+        j = int(rep[codes[i]])
+        raise ValueError(
+            f"trajectory_ids: trajectory {_label_at(trajectory_ids, i)!r} has rows in two uid groups "
+            f"({_label_at(uids, j)!r} at position {j}, {_label_at(uids, i)!r} at position {i}); every row "
+            "of a trajectory answers the same prompt: give it one uid, or give the rows distinct "
+            "trajectories."
+        )
+    finite = np.isfinite(host)
+    bad_rows = valid & ~finite
+    t_bad = np.zeros(t, dtype=bool)
+    t_bad[codes[bad_rows]] = True
+    rep = np.where(t_bad, np.full(t, b, dtype=np.int64), rep)
+    if t_bad.any():  # a non-finite kept row stands for its trajectory
+        bad_first = np.full(t, b, dtype=np.int64)
+        np.minimum.at(bad_first, codes[bad_rows], order[bad_rows])
+        rep = np.where(t_bad, bad_first, rep)
+    check = valid & finite & ~t_bad[codes]
+    differ = np.flatnonzero(check & (host != host[rep[codes]]))
+    if differ.size:
+        i = int(differ[0])
+        j = int(rep[codes[i]])
+        raise ValueError(
+            f"scores: trajectory {_label_at(trajectory_ids, i)!r} has different scores on its rows "
+            f"({float(host[j])!r} at position {j}, {float(host[i])!r} at position {i}); a trajectory has one "
+            "reward: give every row of it the trajectory's reward (e.g. the final turn's score)."
+        )
+    return rep, GroupCodes(codes=g_of, count=groups.count), t_valid
+
+
+def _grouped(
+    ops: ops_lib.Ops,
+    work: Array,
+    host: np.ndarray,
+    groups: GroupCodes,
+    valid: np.ndarray,
+    label_of: Any,
+    *,
+    obj: Objective,
+    estimator: str,
+    unscorable: str,
+    small_groups: str,
+    std_normalize: bool,
+    loss_scale: bool,
+    eps: float,
+    noise: Any,
+) -> Array:
+    """The advantages of samples ``work[B]`` in groups ``groups`` over the ``valid`` ones (0 elsewhere),
+    in ``work``'s backend and dtype; ``label_of(i)`` names sample i's group in messages."""
+    b = host.shape[0]
+    inverse = groups.codes
+    valid = valid.copy()
     bad = valid & ~np.isfinite(host)
     if bad.any():
         if unscorable == "error":
-            where = np.flatnonzero(bad)
-            raise ValueError(
-                f"scores: {where.size} non-finite value(s) at positions {where[:8].tolist()}"
-                f"{' ...' if where.size > 8 else ''}; fix the reward function, or pass unscorable='zero' "
-                "to drop unscorable rollouts from their groups (advantage 0)."
-            )
+            _check_finite(host, valid)
         valid &= ~bad
 
     counts = np.bincount(inverse, weights=valid, minlength=groups.count)
@@ -183,9 +295,9 @@ def group_advantages(
     if small.any():
         if small_groups == "error":
             first = int(np.flatnonzero(small)[0])
-            label = _label_at(uids, first)
+            label = label_of(first)
             raise ValueError(
-                f"uids: group {label!r} has {int(counts[inverse[first]])} valid rollout(s), but "
+                f"uids: group {label} has {int(counts[inverse[first]])} valid rollout(s), but "
                 f"objective {obj.name!r} (K={obj.k}) needs at least {need}; sample more rollouts per "
                 "prompt, use a smaller K, or pass small_groups='zero' to skip such groups (advantage 0)."
             )
@@ -196,7 +308,7 @@ def group_advantages(
         zero = ops.convert(np.zeros(b), clean)
         clean = ops.where(ops.asarray(valid, clean), clean, zero)
     if not valid.any():
-        return ops.cast(clean, caller_dtype)
+        return clean
     adv = _advantages(
         clean,
         obj,
@@ -220,7 +332,7 @@ def group_advantages(
         factor /= _group_std(host, inverse, valid) + eps
     if loss_scale or std_normalize:
         adv = adv * ops.convert(factor, adv)
-    return ops.cast(adv, caller_dtype) if half else adv
+    return adv
 
 
 def _group_std(x: np.ndarray, inverse: np.ndarray, valid: np.ndarray) -> np.ndarray:
