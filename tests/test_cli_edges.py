@@ -785,19 +785,19 @@ def test_unexpected_exceptions_are_one_line_exit_70(files, capsys, monkeypatch) 
 
 
 def test_large_k_fails_fast_against_the_data(tmp_path, capsys) -> None:
-    """max@1e7 on a 3-row file: the small-group report, without building K-sized tables (numpy reports
-    its arrays to tracemalloc)."""
+    """max@1e6 (the presets' largest K) on a 3-row file: the small-group report, without building
+    K-sized tables (numpy reports its arrays to tracemalloc)."""
     src = _jsonl(tmp_path / "in.jsonl", _ROWS[:3])
     tracemalloc.start()
     t0 = time.perf_counter()
     try:
-        rc = _adv(str(src), str(tmp_path / "o.jsonl"), "-O", "max@1e7")
+        rc = _adv(str(src), str(tmp_path / "o.jsonl"), "-O", "max@1e6")
         seconds = time.perf_counter() - t0
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert rc == 1 and "max@10000000 needs at least 10000001 per group" in capsys.readouterr().err
-    assert peak < 20e6 and seconds < 10  # was 1.9 GB and 15 s
+    assert rc == 1 and "max@1000000 needs at least 1000001 per group" in capsys.readouterr().err
+    assert peak < 20e6 and seconds < 10  # max@1e7 was 1.9 GB and 15 s
 
 
 @pytest.mark.parametrize("argv", [
@@ -806,11 +806,11 @@ def test_large_k_fails_fast_against_the_data(tmp_path, capsys) -> None:
     ["check", "-O", "max@10000000"],
     ["check", "-O", "max@4", "--arms", "100000000"],
     ["prompts", "IN", "-O", "max@10000000"],
-    ["prompts", "IN", "-O", "max@2000"],
+    ["advantages", "IN", "OUT", "-O", "max@1e7"],
 ])
 def test_sizes_beyond_the_limits_are_usage_errors(files, argv, capsys) -> None:
     src, out, data = files
     t0 = time.perf_counter()
-    assert main([str(src) if a == "IN" else a for a in argv]) == 2
+    assert main([str(src) if a == "IN" else str(out) if a == "OUT" else a for a in argv]) == 2
     _assert_clear(capsys.readouterr().err, "at most")
     assert time.perf_counter() - t0 < 5

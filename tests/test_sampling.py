@@ -22,6 +22,35 @@ def test_scores_closed_forms():
     np.testing.assert_allclose(prompt_scores(p, "gradient", objective="mean"), p * (1 - p), atol=1e-15)
 
 
+def test_binomial_pmf_is_exact_and_holds_at_large_n():
+    """The one binomial pmf (weights.binomial_pmf): C(n, s) p^s (1−p)^(n−s) in exact rationals for
+    small n; at n = 5000 (C(n, s) overflows float64 beyond n = 1029) it sums to 1 and matches the
+    normal approximation's location; p = 0 and 1 give exact 0/1 rows."""
+    from fractions import Fraction
+    from math import comb
+
+    from rankgrad._src.weights import binomial_pmf
+
+    for n in (0, 1, 7, 30):
+        for p in (Fraction(1, 3), Fraction(7, 8)):
+            want = [float(comb(n, s) * p**s * (1 - p) ** (n - s)) for s in range(n + 1)]
+            np.testing.assert_allclose(binomial_pmf(n, float(p)), want, rtol=1e-12, atol=1e-300)
+    big = binomial_pmf(5000, np.array([0.3, 0.9]))
+    assert big.shape == (2, 5001) and np.all(np.isfinite(big))
+    np.testing.assert_allclose(big.sum(-1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(big @ np.arange(5001), [1500.0, 4500.0], rtol=1e-12)
+    np.testing.assert_array_equal(binomial_pmf(5, np.array([0.0, 1.0])),
+                                  [[1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1]])
+
+
+def test_gradient_score_at_large_k_is_the_closed_form():
+    """max@K's slope is K(1−p)^(K−1) for any K (the old C(K−1, s) products overflowed past K = 1029)."""
+    p = np.array([0.0, 1e-4, 0.001, 0.5, 1.0])
+    for k in (1030, 5000, 100_000):
+        want = k * (1 - p) ** (k - 1) * p * (1 - p)
+        np.testing.assert_allclose(prompt_scores(p, "gradient", objective=f"max@{k}"), want, rtol=1e-9)
+
+
 @pytest.mark.parametrize("spec", ["max@4", "cvar:0.5@4", "median@5", "rank:2@3"])
 def test_gradient_score_is_the_exact_slope(spec):
     """|dJ/dp|·p(1−p) with J from rankgrad.exact on a Bernoulli(p) reward (finite differences)."""

@@ -37,6 +37,7 @@ from rankgrad._src.estimators import _is_mean, _value
 from rankgrad._src.estimators import advantages as _advantages
 from rankgrad._src.objectives import Objective, ObjectiveLike, as_objective
 from rankgrad._src.ops import get_ops
+from rankgrad._src.weights import binomial_pmf
 
 __all__ = [
     "corrected_objective", "advantages", "value", "flip_matrix", "estimate_rho1", "backward_rewards",
@@ -71,18 +72,12 @@ def _check_rates(rho0: float, rho1: float) -> tuple[float, float]:
     return rho0, rho1
 
 
-def _binom_pmf(n: int, p: float) -> np.ndarray:
-    from math import comb
-
-    return np.array([comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(n + 1)])
-
-
 def flip_matrix(k: int, rho0: float, rho1: float) -> np.ndarray:
     """T[s, t] = P(t observed passes | s true passes among k draws), shape [k+1, k+1]."""
     rho0, rho1 = _check_rates(rho0, rho1)
     t = np.zeros((k + 1, k + 1))
     for s in range(k + 1):
-        t[s] = np.convolve(_binom_pmf(s, 1 - rho1), _binom_pmf(k - s, rho0))
+        t[s] = np.convolve(binomial_pmf(s, 1 - rho1), binomial_pmf(k - s, rho0))
     return t
 
 

@@ -15,12 +15,12 @@ reachable and its estimate stays fresh.
 
 from __future__ import annotations
 
-from math import comb
 from typing import Any
 
 import numpy as np
 
 from rankgrad._src.objectives import ObjectiveLike, as_objective
+from rankgrad._src.weights import binomial_pmf
 
 __all__ = ["prompt_scores", "PromptSampler", "SCORES"]
 
@@ -28,14 +28,13 @@ SCORES = ("uniform", "variance", "nondegenerate", "gradient")
 
 
 def _objective_slope(p: np.ndarray, objective: ObjectiveLike) -> np.ndarray:
-    """dJ/dp for 0/1 rewards: K Σ_{s<K} C(K−1, s) p^s (1−p)^(K−1−s) w_top[s]."""
+    """dJ/dp for 0/1 rewards: K Σ_{s<K} C(K−1, s) p^s (1−p)^(K−1−s) w_top[s] (only the s with a
+    nonzero weight: one term for max@K)."""
     obj = as_objective(objective)
     obj.require_integral("prompt_scores")
     k, w = obj.k, obj.weights
-    s = np.arange(k)
-    binom = np.array([comb(k - 1, int(i)) for i in s], dtype=np.float64)
-    pmf = binom * p[..., None] ** s * (1 - p[..., None]) ** (k - 1 - s)
-    return k * (pmf * w).sum(-1)
+    s = np.flatnonzero(w)
+    return k * (binomial_pmf(k - 1, p, s) * w[s]).sum(-1)
 
 
 def prompt_scores(

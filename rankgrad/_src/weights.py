@@ -32,7 +32,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RankTables", "rank_tables", "stacked_tables", "log_factorials", "contract", "single_rank"]
+__all__ = [
+    "RankTables", "rank_tables", "stacked_tables", "log_factorials", "contract", "single_rank",
+    "binomial_pmf",
+]
 
 _LF_LOCK = threading.Lock()
 _LF: np.ndarray = np.zeros(1, dtype=np.longdouble)
@@ -127,6 +130,23 @@ def single_rank(n: int, k: int, j: int) -> np.ndarray:
     lp[:mode] = at_mode - np.cumsum(ratio[:mode][::-1])[::-1]
     out[j - 1 : j - 1 + width] = np.exp(lp)
     return out
+
+
+def binomial_pmf(n: int, p: np.ndarray | float, s: np.ndarray | None = None) -> np.ndarray:
+    """P(Bin(n, p) = s) = C(n, s) p^s (1 − p)^(n − s), for ``p`` of any shape and counts ``s``
+    (default 0..n): shape ``p.shape + s.shape``, float64.
+
+    Computed in log space from the extended-precision log-factorials, so large n neither overflows
+    (C(n, s) > 1e308 for n > 1029) nor underflows to 0/0; p = 0 and p = 1 give exact 0/1 entries.
+    """
+    s = np.arange(n + 1) if s is None else np.asarray(s, dtype=np.int64)
+    p = np.asarray(p, dtype=np.float64)[..., None]
+    lf = log_factorials(n)
+    log_c = (lf[n] - lf[s] - lf[n - s]).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_p = np.where(s == 0, 0.0, s * np.log(p))
+        log_q = np.where(s == n, 0.0, (n - s) * np.log1p(-p))
+        return np.exp(log_c + log_p + log_q)
 
 
 _LI: np.ndarray = np.zeros(1)

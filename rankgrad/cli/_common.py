@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any
 
 import rankgrad
+from rankgrad.objectives import MAX_K
 
 # Exit codes of every command.
 EXIT_OK = 0
@@ -78,6 +79,8 @@ def objective_k(spec: str, k: int | None) -> int:
         raise CliError(
             f"--objective {text!r} has K={kf:g} but --k {k} was given; drop one or make them agree."
         )
+    if kf > MAX_K:
+        raise CliError(f"--objective: K = {int(kf):,} is above the presets' limit (at most {MAX_K:,}).")
     return int(kf)
 
 
