@@ -30,6 +30,14 @@ log-probability. verl's ``actor.loss_agg_mode`` decides how that sum is normalis
 ``seq-mean-token-sum(-norm)``/``token-sum``; ``seq-mean-token-mean`` reweights rollouts by 1/length);
 see ``examples/verl_passk.md``. No maths lives here: it is all in :mod:`rankgrad.integrations`.
 
+Multi-turn rollouts in verl's v1 trainer (``trainer.use_v1=True``): v1 stores each output of an agent
+loop (turn, tool call) as its own row, keyed ``{uid}_{session_id}_{index}``, and deduplicates sessions
+for GRPO only, so any other estimator would see a session with more outputs as more rollouts. This module
+wraps v1's ``compute_advantage_for_multi_trajectories`` (when verl imports it) so that rankgrad gets v1's
+GRPO rule: the final output of each session carries the session's reward, the advantages are computed on
+those rows (N_g = #sessions of the prompt) and each session's advantage is broadcast to all its rows.
+A custom loop with several rows per rollout passes ``trajectory_ids`` to the estimator instead.
+
 Configuration (a ``rankgrad`` block inside ``algorithm``; with Hydra add it with ``+``)::
 
     algorithm.adv_estimator=rankgrad
@@ -77,6 +85,7 @@ References: OrderGrad (arXiv 2606.06096), MaxPO (arXiv 2606.06080), verl (Hybrid
 from __future__ import annotations
 
 import functools
+import importlib.abc
 import importlib.util
 import logging
 import math
@@ -438,6 +447,7 @@ def compute_rankgrad_advantage(
     response_mask: torch.Tensor,
     index: np.ndarray | None = None,
     config: Any = None,
+    trajectory_ids: Any = None,
     **unused: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """verl advantage estimator: rankgrad's group advantages of the outcome scores, per token.
@@ -454,6 +464,10 @@ def compute_rankgrad_advantage(
       index: ``[B]`` group labels, verl's ``non_tensor_batch["uid"]`` (strings or ints; groups may
         differ in size, e.g. multi-turn or filtered batches).
       config: the ``algorithm`` config holding the ``rankgrad`` block (:func:`options_from_config`).
+      trajectory_ids: optional ``[B]`` trajectory labels for loops that store several rows (turns,
+        tool calls) per rollout: one advantage per trajectory, broadcast to its rows
+        (:func:`rankgrad.integrations.group_advantages`; each trajectory's rows carry its reward). verl
+        does not pass it; its v1 trainer gets the same rule from this module (one row per session).
       **unused: other keyword arguments verl may pass (e.g. ``reward_baselines``); ignored.
 
     Returns:
@@ -491,7 +505,8 @@ def compute_rankgrad_advantage(
     with torch.no_grad():
         scores = token_level_rewards.sum(dim=-1)
         try:
-            adv = group_advantages(scores, index, objective, **options.group_kwargs())
+            adv = group_advantages(scores, index, objective, trajectory_ids=trajectory_ids,
+                                   **options.group_kwargs())
         except ValueError as err:
             raise ValueError(
                 f"adv_estimator={NAME!r} with {_where()}={options} (objective {objective.name!r} at step "
@@ -499,12 +514,28 @@ def compute_rankgrad_advantage(
             ) from err
         advantages = token_advantages(adv, response_mask)
     if options.metrics:
-        values = training_metrics(scores, index, objective, adv, ks=options.metric_ks, noise=options.noise)
+        m_scores, m_index, m_adv = scores, index, adv
+        if trajectory_ids is not None:  # one sample per trajectory: its first row
+            first = _first_rows(trajectory_ids, scores.shape[0])
+            m_scores, m_adv = scores[first], adv[first]
+            m_index = index[first] if torch.is_tensor(index) else np.asarray(index)[first.numpy()]
+        values = training_metrics(m_scores, m_index, objective, m_adv, ks=options.metric_ks,
+                                  noise=options.noise)
         values.update({f"rankgrad/schedule/{k}": float(v) for k, v in schedule.values(step).items()})
         if schedule.horizon > 0:
             values["rankgrad/schedule/step"] = float(step)
         _record(values)
     return advantages, advantages
+
+
+def _first_rows(trajectory_ids: Any, b: int) -> torch.Tensor:
+    """The first row of each trajectory, in order of first appearance, as a CPU index tensor."""
+    from rankgrad._src.layout import group_codes
+
+    codes = group_codes(trajectory_ids, b, arg="trajectory_ids").codes
+    first = np.full(int(codes.max()) + 1, b, dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(b))
+    return torch.from_numpy(first)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -717,11 +748,18 @@ def _core_algos() -> Any:
 
 
 def _is_ours(fn: Any) -> bool:
-    """True for this module's estimator, also from a re-imported copy of this module."""
-    return fn is compute_rankgrad_advantage or (
-        getattr(fn, "__qualname__", None) == compute_rankgrad_advantage.__qualname__
-        and getattr(fn, "__module__", None) == compute_rankgrad_advantage.__module__
-    )
+    """True for this module's estimator, also from a re-imported copy of this module or behind
+    ``functools.wraps`` wrappers (followed through ``__wrapped__``)."""
+    for _ in range(32):  # a wrapper chain, never a cycle
+        if fn is compute_rankgrad_advantage or (
+            getattr(fn, "__qualname__", None) == compute_rankgrad_advantage.__qualname__
+            and getattr(fn, "__module__", None) == compute_rankgrad_advantage.__module__
+        ):
+            return True
+        fn = getattr(fn, "__wrapped__", None)
+        if fn is None:
+            return False
+    return False
 
 
 def register(name: str = NAME) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
@@ -746,8 +784,8 @@ def register(name: str = NAME) -> Callable[..., tuple[torch.Tensor, torch.Tensor
     core_algos = _core_algos()
     registry = core_algos.ADV_ESTIMATOR_REGISTRY
     existing = registry.get(name)
-    if existing is compute_rankgrad_advantage:
-        return existing
+    if existing is compute_rankgrad_advantage or (hasattr(existing, "__wrapped__") and _is_ours(existing)):
+        return existing  # ours, possibly behind a tracing / profiling wrapper: left in place
     if existing is not None and not _is_ours(existing):
         owner = f"{getattr(existing, '__module__', '?')}.{getattr(existing, '__qualname__', repr(existing))}"
         raise ValueError(
@@ -778,12 +816,14 @@ _CHECK_EXPECTED = [5 / 35, -3 / 35, -3 / 35, 5 / 35, -3 / 35, -3 / 35, 5 / 35, -
 
 
 def self_check(name: str = NAME) -> dict[str, Any]:
-    """Check that verl resolves ``name`` to rankgrad and that it computes a hand-computed case.
+    """Check that what verl resolves ``name`` to computes rankgrad's advantages on a hand-computed case.
 
-    Looks the estimator up through verl's own ``core_algos.get_adv_estimator_fn`` and runs it on a
-    13-rollout batch (two uid groups of sizes 8 and 5, 0/1 outcome rewards on the last valid token,
-    right-padded responses) with ``objective="max@4"``; compares with the closed-form binary max@K
-    advantages (+5/35, −3/35 for 3 of 8 correct; +1, −1/4 for 1 of 5).
+    Looks the estimator up through verl's own ``core_algos.get_adv_estimator_fn`` and runs whatever it
+    returns (rankgrad's function, or a tracing / profiling wrapper around it: the check is on what the
+    registry entry computes, not on its identity) on a 13-rollout batch (two uid groups of sizes 8 and
+    5, 0/1 outcome rewards on the last valid token, right-padded responses) with ``objective="max@4"``;
+    compares with the closed-form binary max@K advantages (+5/35, −3/35 for 3 of 8 correct; +1, −1/4
+    for 1 of 5).
 
     Args:
       name: the registered estimator name to check.
@@ -792,7 +832,8 @@ def self_check(name: str = NAME) -> dict[str, Any]:
       ``{"name", "verl_version", "rankgrad_version", "max_abs_error"}``.
 
     Raises:
-      RuntimeError: not registered, or a wrong result (the message says which).
+      RuntimeError: not registered, an entry that fails on the case, or a wrong result (the message
+        says which).
     """
     import verl
 
@@ -801,16 +842,20 @@ def self_check(name: str = NAME) -> dict[str, Any]:
         fn = core_algos.get_adv_estimator_fn(name)
     except ValueError as err:
         raise RuntimeError(f"rankgrad self-check: verl does not know adv_estimator={name!r}: {err}") from err
-    if not _is_ours(fn):
-        raise RuntimeError(f"rankgrad self-check: adv_estimator={name!r} resolves to {fn!r}, not rankgrad's.")
     b, t = len(_CHECK_REWARDS), 5
     lengths = torch.tensor([1 + i % t for i in range(b)])
     mask = (torch.arange(t)[None, :] < lengths[:, None]).to(torch.int64)
     rewards = torch.zeros(b, t, dtype=torch.float32)
     rewards[torch.arange(b), lengths - 1] = torch.tensor(_CHECK_REWARDS, dtype=torch.float32)
     uids = np.array(_CHECK_UIDS, dtype=object)
-    config = {CONFIG_KEY: {"objective": "max@4"}}
-    adv, ret = fn(token_level_rewards=rewards, response_mask=mask, index=uids, config=config)
+    config = {CONFIG_KEY: {"objective": "max@4", "metrics": False}}  # a check, not a training step
+    try:
+        adv, ret = fn(token_level_rewards=rewards, response_mask=mask, index=uids, config=config)
+    except Exception as err:
+        raise RuntimeError(
+            f"rankgrad self-check: adv_estimator={name!r} resolves to {fn!r}, which failed on the check "
+            f"case ({type(err).__name__}: {err}); is it rankgrad's estimator (or a wrapper around it)?"
+        ) from err
     want = torch.tensor(_CHECK_EXPECTED, dtype=torch.float32)[:, None] * mask
     if tuple(adv.shape) != (b, t) or adv.dtype != torch.float32 or not torch.equal(adv, ret):
         raise RuntimeError(
@@ -819,13 +864,150 @@ def self_check(name: str = NAME) -> dict[str, Any]:
         )
     err = float((adv - want).abs().max())
     if not err <= 1e-6:
-        raise RuntimeError(f"rankgrad self-check: max@4 advantages off by {err:.3g} from the closed form.")
+        raise RuntimeError(
+            f"rankgrad self-check: adv_estimator={name!r} (resolved to {fn!r}): max@4 advantages off by "
+            f"{err:.3g} from the closed form."
+        )
     return {
         "name": name,
         "verl_version": getattr(verl, "__version__", "?"),
         "rankgrad_version": rankgrad.__version__,
         "max_abs_error": err,
     }
+
+
+# --------------------------------------------------------------------------- v1 trainer
+_V1_UTILS = "verl.trainer.ppo.v1.utils"
+_V1_USERS = ("verl.trainer.ppo.v1.trainer_base",)  # modules that bind the name at import
+
+
+def _session_rows(batch_keys: Sequence[str]) -> tuple[list[int], np.ndarray]:
+    """verl v1's keys ``{uid}_{session_id}_{index}`` → the row of each session's final output (highest
+    index; sessions in order of first appearance) and each row's session number ``[B]``."""
+    final: dict[str, tuple[int, int]] = {}
+    session_of = np.empty(len(batch_keys), dtype=np.int64)
+    number: dict[str, int] = {}
+    for row, key in enumerate(batch_keys):
+        fields = str(key).rsplit("_", 2)
+        if len(fields) != 3 or not fields[2].lstrip("-").isdigit():
+            raise ValueError(
+                f"batch_keys: expected verl v1 keys '{{uid}}_{{session_id}}_{{index}}', got {key!r} at "
+                f"row {row}."
+            )
+        session, index = f"{fields[0]}_{fields[1]}", int(fields[2])
+        session_of[row] = number.setdefault(session, len(number))
+        if session not in final or final[session][0] < index:
+            final[session] = (index, row)
+    return [row for _, row in final.values()], session_of
+
+
+def _is_rankgrad_estimator(adv_estimator: Any) -> bool:
+    name = getattr(adv_estimator, "value", adv_estimator)
+    return isinstance(name, str) and _is_ours(_registry().get(name))
+
+
+def _v1_multi_trajectories(original: Callable[..., Any]) -> Callable[..., Any]:
+    """verl v1's ``compute_advantage_for_multi_trajectories``, with rankgrad treated as v1 treats GRPO.
+
+    v1 stores each output of an agent loop (turns, tool calls) as its own row, keyed
+    ``{uid}_{session_id}_{index}``, and deduplicates sessions for GRPO only; any other estimator sees
+    every row, so a session with more outputs would count as more rollouts of its prompt. For an
+    estimator that resolves to rankgrad this runs v1's GRPO rule: the advantages of the final output of
+    each session (its reward is the trajectory's), computed by verl's ``compute_advantage`` on those
+    rows (groups = sessions of a uid), broadcast to every row of the session under its response mask.
+    Every other estimator goes to verl's function unchanged.
+    """
+
+    @functools.wraps(original)
+    def compute_advantage_for_multi_trajectories(data: Any, batch_keys: Sequence[str], adv_estimator: Any,
+                                                 *args: Any, **kwargs: Any) -> Any:
+        if not _is_rankgrad_estimator(adv_estimator):
+            return original(data, batch_keys, adv_estimator, *args, **kwargs)
+        if len(batch_keys) != len(data):
+            raise ValueError(f"batch_keys: expected one key per row ({len(data)}), got {len(batch_keys)}.")
+        final_rows, session_of = _session_rows(batch_keys)
+        compute = getattr(sys.modules.get(_V1_UTILS), "compute_advantage", None)
+        if compute is None:
+            from verl.trainer.ppo.ray_trainer import compute_advantage as compute
+        final = compute(data.select_idxs(final_rows), adv_estimator, *args, **kwargs)
+        mask = final.batch["response_mask"]
+        first = mask.argmax(dim=1)  # advantages = a · mask: a sits on every response token
+        per_session = final.batch["advantages"][torch.arange(len(final_rows)), first]
+        rows_mask = data.batch["response_mask"]
+        adv = per_session[torch.as_tensor(session_of)].unsqueeze(-1) * rows_mask.to(per_session.dtype)
+        data.batch["advantages"] = adv
+        data.batch["returns"] = adv
+        return data
+
+    compute_advantage_for_multi_trajectories.__rankgrad_wrapped__ = original
+    return compute_advantage_for_multi_trajectories
+
+
+def _patch_v1(module: Any) -> None:
+    """Wrap ``compute_advantage_for_multi_trajectories`` of a loaded v1 utils module (and of the loaded
+    modules that imported the name), once."""
+    fn = getattr(module, "compute_advantage_for_multi_trajectories", None)
+    if not callable(fn):
+        return
+    original = getattr(fn, "__rankgrad_wrapped__", fn)
+    if fn is original:
+        module.compute_advantage_for_multi_trajectories = fn = _v1_multi_trajectories(original)
+    for name in _V1_USERS:
+        user = sys.modules.get(name)
+        if getattr(user, "compute_advantage_for_multi_trajectories", None) is original:
+            user.compute_advantage_for_multi_trajectories = fn
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    """Runs a module's own loader, then :func:`_patch_v1` on it."""
+
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self._loader.exec_module(module)
+        try:
+            _patch_v1(module)
+        except Exception:  # never break verl's import
+            _log.error("rankgrad: could not hook verl's v1 advantage computation.", exc_info=True)
+
+    def __getattr__(self, attr: str) -> Any:  # get_code, get_source, is_package... for tools
+        return getattr(self._loader, attr)
+
+
+class _V1Finder(importlib.abc.MetaPathFinder):
+    """Patches verl's v1 utils when it is imported (it is not imported by ``import verl``, when the
+    plugin loads, and importing it here would pull in the whole trainer stack)."""
+
+    rankgrad_v1_hook = True
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != _V1_UTILS:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or getattr(finder, "rankgrad_v1_hook", False):
+                continue
+            find = getattr(finder, "find_spec", None)
+            spec = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _PatchingLoader(spec.loader)
+                return spec
+        return None
+
+
+def _hook_v1() -> None:
+    """Make verl's v1 trainer give rankgrad one advantage per session (:func:`_v1_multi_trajectories`):
+    patch the module now if it is loaded, else when it is imported."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "rankgrad_v1_hook", False)]
+    module = sys.modules.get(_V1_UTILS)
+    if module is not None:
+        _patch_v1(module)
+    else:
+        sys.meta_path.insert(0, _V1Finder())
 
 
 def _register_on_import() -> None:
@@ -880,4 +1062,5 @@ if __name__ == "__main__":  # python -m rankgrad.integrations.verl: load as verl
     print(json.dumps(_plugin.self_check(), indent=2))
 else:
     _register_on_import()
+    _hook_v1()
     _validation_from_env()

@@ -165,6 +165,48 @@ def test_register_under_another_name_and_self_check():
     assert rv.self_check()["verl_version"] == verl.__version__
 
 
+@pytest.mark.parametrize("kind", ["functools.wraps", "lambda"])
+def test_self_check_runs_a_wrapped_registry_entry(kind, caplog, restore_registration):
+    """A tracing / profiling wrapper in verl's registry is still rankgrad: the check runs what the
+    registry returns, and re-loading the plugin keeps the wrapper registered."""
+    import functools
+
+    calls = []
+
+    if kind == "lambda":
+        traced = lambda **kw: calls.append(1) or rv.compute_rankgrad_advantage(**kw)  # noqa: E731
+    else:
+        @functools.wraps(rv.compute_rankgrad_advantage)
+        def traced(**kw):
+            calls.append(1)
+            return rv.compute_rankgrad_advantage(**kw)
+
+    core_algos.ADV_ESTIMATOR_REGISTRY[rv.NAME] = traced
+    report = rv.self_check()
+    assert calls == [1] and report["max_abs_error"] <= 1e-6
+    assert rv.pop_metrics() == {}  # the check is not a training step
+    if kind == "functools.wraps":
+        assert rv.is_registered() and rv.register() is traced
+        with caplog.at_level(logging.ERROR, logger=rv.__name__):
+            _reload_plugin()  # what the entry point does in a process where the wrapper is already in place
+        assert "FAILED" not in caplog.text and "could not register" not in caplog.text
+        assert core_algos.ADV_ESTIMATOR_REGISTRY[rv.NAME] is traced and len(calls) == 2
+
+
+def test_self_check_rejects_a_registry_entry_that_computes_something_else(restore_registration):
+    fn = rv.compute_rankgrad_advantage
+    core_algos.ADV_ESTIMATOR_REGISTRY[rv.NAME] = lambda **kw: tuple(2 * a for a in fn(**kw))
+    with pytest.raises(RuntimeError, match=r"resolved to <function .*<lambda>.*off by"):
+        rv.self_check()
+    core_algos.ADV_ESTIMATOR_REGISTRY[rv.NAME] = lambda **kw: core_algos.compute_grpo_outcome_advantage(
+        kw["token_level_rewards"], kw["response_mask"], kw["index"])
+    with pytest.raises(RuntimeError, match=r"off by"):
+        rv.self_check()
+    core_algos.ADV_ESTIMATOR_REGISTRY[rv.NAME] = lambda token_level_rewards: None
+    with pytest.raises(RuntimeError, match=r"failed on the check case \(TypeError"):
+        rv.self_check()
+
+
 # --------------------------------------------------------- verl's compute_advantage path
 @pytest.mark.parametrize(
     "objective, estimator",
@@ -224,11 +266,39 @@ def test_multi_trajectory_path_of_the_v1_trainer():
     """verl's default (v1) trainer calls compute_advantage through this wrapper."""
     v1 = pytest.importorskip("verl.trainer.ppo.v1.utils", reason="the v1 trainer needs verl[verl-core]")
     data = _batch(seed=5)
-    keys = [f"{u}_0_{i}" for i, u in enumerate(data.non_tensor_batch["uid"])]
+    keys = [f"{u}_{i}_0" for i, u in enumerate(data.non_tensor_batch["uid"])]  # one output per session
     algo = _algo(objective="max@4")
     out = v1.compute_advantage_for_multi_trajectories(data, batch_keys=keys, adv_estimator=rv.NAME,
                                                       config=algo)
     torch.testing.assert_close(out.batch["advantages"], _reference(data, "max@4"), atol=1e-6, rtol=0)
+
+
+def test_trajectory_ids_give_one_advantage_per_trajectory():
+    """A custom loop with several rows per trajectory (turns) passes trajectory_ids to the estimator."""
+    rng = np.random.default_rng(12)
+    turns = [[1, 3, 2, 1, 4, 2], [2, 1, 1, 3, 1]]  # rows per trajectory, per prompt
+    traj_rewards = [[1.0, 0.0, 0.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0, 0.0]]
+    rows = [(g, j) for g, ts in enumerate(turns) for j, n in enumerate(ts) for _ in range(n)]
+    rows = [rows[i] for i in rng.permutation(len(rows))]
+    b = len(rows)
+    lengths = rng.integers(1, T + 1, size=b)
+    mask = torch.from_numpy((np.arange(T)[None, :] < lengths[:, None]).astype(np.int64))
+    rewards = torch.zeros(b, T)
+    last = torch.from_numpy(lengths - 1)
+    rewards[torch.arange(b), last] = torch.tensor([traj_rewards[g][j] for g, j in rows])
+    uids = np.array([f"p{g}" for g, _ in rows], dtype=object)
+    traj = np.array([f"p{g}-t{j}" for g, j in rows], dtype=object)
+    rv.pop_metrics()
+    adv, _ = rv.compute_rankgrad_advantage(rewards, mask, index=uids, config=_algo(objective="max@2"),
+                                           trajectory_ids=traj)
+    per_traj = {}
+    for g, ys in enumerate(traj_rewards):
+        a = rankgrad.advantages(np.array(ys), "max@2")
+        per_traj.update({(g, j): a[j] for j in range(len(ys))})
+    want = torch.tensor([per_traj[r] for r in rows], dtype=torch.float32)[:, None] * mask
+    torch.testing.assert_close(adv, want, atol=1e-6, rtol=0)
+    metrics = rv.pop_metrics()  # per trajectory: 2 of 6 and 1 of 5 succeed
+    assert metrics["rankgrad/max@1"] == pytest.approx((2 / 6 + 1 / 5) / 2)
 
 
 @pytest.mark.parametrize(
