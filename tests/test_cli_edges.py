@@ -644,10 +644,11 @@ def test_signals_remove_the_temporary_files(tmp_path, sig) -> None:
         _wait_for_tmp(tmp_path, proc)
         _wait_for_tmp(scratch, proc)
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)  # stdin stays open: closing it now could race the signal with an EOF
+        _, err = proc.communicate()
     finally:
         proc.kill()
-    assert proc.returncode == 128 + sig
+    assert proc.returncode == 128 + sig, err
     assert (b"stopped by " + signal.Signals(sig).name.encode()) in err or sig == signal.SIGINT
     assert out.read_text() == "previous results\n" and _leftovers(tmp_path, scratch) == []
 

@@ -1,67 +1,39 @@
-"""The bandit demo (examples/bandit_demo.py): the policy trained for a metric is best on that metric."""
+"""`rankgrad demo` wiring: both reduced experiments run, their tables print, files are written.
+
+The headlines themselves (the diagonal wins) are asserted by each experiment's own quick-mode test
+(tests/test_experiment_risk.py, tests/test_experiment_bestofk.py); here the settings are tiny so that
+only the plumbing is exercised.
+"""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+import dataclasses
+import json
 
-import numpy as np
-import pytest
-
-import rankgrad
-
-DEMO_PATH = Path(__file__).resolve().parents[1] / "examples" / "bandit_demo.py"
+from rankgrad.cli import main as cli_main
+from rankgrad.experiments import bestofk, demo, risk
 
 
-def _load_demo():
-    spec = importlib.util.spec_from_file_location("rankgrad_bandit_demo", DEMO_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def test_demo_runs_both_experiments_and_writes_files(tmp_path) -> None:
+    risk_config = dataclasses.replace(
+        risk.Config.quick(), updates=60, eval_episodes=400, curve_points=3, curve_episodes=100
+    )
+    lm_config = dataclasses.replace(
+        bestofk.Config.quick(), rl_steps=2, warm_max_steps=30, n_val=32, n_test=32, eval_every=1,
+        curve_problems=8, prompts_per_step=4,
+    )
+    lines: list[str] = []
+    summary = demo.run_demo(tmp_path, risk_config, lm_config, progress=False, echo=lines.append)
+    text = "\n".join(lines)
+    assert "trained for" in text and "*" in text and "CVaR_25" in text and "pass@4" in text
+    for name in ("risk.png", "risk.json", "bestofk.png", "bestofk.json", "demo.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    saved = json.loads((tmp_path / "demo.json").read_text())
+    assert set(saved["risk"]["table"]) == {"mean", "cvar:0.25@4", "Tamar CVaR_0.25"}
+    assert {"(warm start)", "grpo", "rloo", "max@4"} <= set(saved["bestofk"]["table"])
+    assert saved["risk"]["diagonal_wins"] == summary["risk"]["diagonal_wins"]
 
 
-@pytest.fixture(scope="module")
-def demo():
-    return _load_demo()
-
-
-@pytest.fixture(scope="module")
-def result(demo):
-    # Seeds 0..19 all pass with margins >= 0.19 in every column; only seed 0 is tested here.
-    return demo.main(["--quick", "--seed", "0"])
-
-
-def _flatten(arms, pi):
-    """Independent flattening of a policy over arms into (reward, probability) atoms."""
-    r, p = [], []
-    for prob_arm, (_, values, probs) in zip(pi, arms, strict=True):
-        r.extend(values)
-        p.extend(prob_arm * q for q in probs)
-    return np.array(r, dtype=float), np.array(p, dtype=float)
-
-
-def test_diagonal_wins(demo, result):
-    objectives = demo.OBJECTIVES
-    table = result["table"]
-    assert set(table) == set(objectives)
-    for metric in objectives:
-        others = [table[trained][metric] for trained in objectives if trained != metric]
-        assert table[metric][metric] > max(others), (metric, table)
-    assert result["diagonal_wins"] is True
-
-
-def test_table_matches_exact_values_of_returned_policies(demo, result):
-    for trained, pi in result["policies"].items():
-        pi = np.asarray(pi)
-        assert pi.shape == (len(demo.ARMS),)
-        assert np.all(pi >= 0) and np.isclose(pi.sum(), 1.0)
-        r, p = _flatten(demo.ARMS, pi)
-        assert np.isclose(p.sum(), 1.0)
-        for metric, reported in result["table"][trained].items():
-            assert reported == pytest.approx(float(rankgrad.exact.value(r, p, metric)), abs=1e-12)
-
-
-def test_policies_head_for_the_expected_arms(demo, result):
-    names = [name for name, _, _ in demo.ARMS]
-    top = {trained: names[int(np.argmax(pi))] for trained, pi in result["policies"].items()}
-    assert top == {"mean": "steady", "max@4": "lottery", "cvar:0.25@4": "safe"}
+def test_demo_help_via_cli(capsys) -> None:
+    assert cli_main(["demo", "--help"]) == 0
+    assert "--quick" in capsys.readouterr().out
