@@ -10,8 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
+
 from rankgrad.cli import main as cli_main
 from rankgrad.experiments import bestofk, demo, risk
+
+pytestmark = pytest.mark.slow  # runs an experiment; skipped by the inner loop `pytest -m "not slow"`
 
 
 def test_demo_runs_both_experiments_and_writes_files(tmp_path) -> None:

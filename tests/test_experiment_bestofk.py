@@ -14,6 +14,8 @@ pytest.importorskip("matplotlib")
 
 from rankgrad.experiments import bestofk as bk  # noqa: E402
 
+pytestmark = pytest.mark.slow  # runs an experiment; skipped by the inner loop `pytest -m "not slow"`
+
 
 def test_tokenizer_round_trip():
     for text in ["042+917=959$", "0+0=0$", "999+999=1998$", "+=$0123456789"]:

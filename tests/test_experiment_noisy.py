@@ -16,6 +16,8 @@ pytest.importorskip("matplotlib")
 
 from rankgrad.experiments import noisy as ne  # noqa: E402
 
+pytestmark = pytest.mark.slow  # runs an experiment; skipped by the inner loop `pytest -m "not slow"`
+
 S = np.array(ne.SUCCESS)  # the problem's definition: s[j, m]
 K = 4
 Z_TOL = 4.5  # Monte-Carlo tolerance, in standard errors of the mean estimate

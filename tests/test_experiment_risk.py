@@ -18,6 +18,8 @@ from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 from rankgrad.experiments import risk  # noqa: E402
 
+pytestmark = pytest.mark.slow  # runs an experiment; skipped by the inner loop `pytest -m "not slow"`
+
 
 @pytest.mark.parametrize(
     "kwargs", [{}, {"render_mode": "ansi"}, {"railing": False, "slip": 0.3, "max_steps": 7}]

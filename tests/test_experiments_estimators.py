@@ -14,6 +14,8 @@ pytest.importorskip("matplotlib")
 
 from rankgrad.experiments import accuracy, pathwise, variance  # noqa: E402
 
+pytestmark = pytest.mark.slow  # runs an experiment; skipped by the inner loop `pytest -m "not slow"`
+
 
 def _check_files(res: dict, name: str) -> dict:
     files = res["files"]
