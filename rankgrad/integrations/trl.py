@@ -1,9 +1,11 @@
-"""TRL adapter: :class:`RankGradGRPOTrainer`, TRL's ``GRPOTrainer`` with rankgrad advantages.
+"""TRL adapters: :class:`RankGradGRPOTrainer` and :class:`RankGradRLOOTrainer`, TRL's ``GRPOTrainer`` and
+``RLOOTrainer`` with rankgrad advantages.
 
-TRL computes GRPO's advantage (r_i − mean_g)/(std_g + 1e-4) inline in the private method
-``GRPOTrainer._generate_and_score_completions`` and offers no hook for another one. This subclass
-keeps everything TRL does (generation, reward functions, gathering across processes, importance
-sampling, the loss, logging) and replaces only ``output["advantages"]``:
+TRL computes GRPO's advantage (r_i − mean_g)/(std_g + 1e-4) (RLOO's: r_i − mean of the group's other
+rewards) inline in the private method ``_generate_and_score_completions`` and offers no hook for another
+one. Both trainers have the same structure in trl 1.16, so one adapter serves both: the subclass keeps
+everything TRL does (generation, reward functions, gathering across processes, importance sampling,
+the loss, logging) and replaces only ``output["advantages"]``:
 
 1. it overrides ``_calculate_rewards``, calls TRL's version and keeps its return value: the
    ``[B, F]`` per-reward-function rewards *already gathered across processes* (B = all processes'
@@ -50,6 +52,35 @@ K schedules: ``objective`` may also be a schedule (:mod:`rankgrad.schedules`), e
 ``rankgrad.schedules.objective("max@{k}", k=rankgrad.schedules.linear(8, 2, 200))``: the objective of a
 generation batch is the schedule's value at ``trainer.state.global_step`` (optimiser steps already
 taken, 0 at the first), and the K in force is logged as ``rankgrad/objective_k``.
+
+Several processes (``accelerate launch --num_processes P``): nothing to configure.
+Every process gets the same gathered ``[B, F]`` rewards from TRL, computes the same ``[B]`` advantages and
+keeps its own slice, so a group whose rollouts live on two processes is still ranked as one group.
+Tested with a real 2-process CPU (gloo) run of both trainers
+(``tests/integrations/test_trl_multiprocess.py``). On a machine without GPUs, launch the processes with
+accelerate's multi-process launcher (``--multi_gpu --num_processes 2``, or ``distributed_type:
+MULTI_GPU`` in the config file) and ``use_cpu=True`` in the trainer's config: accelerate then selects
+MULTI_CPU with gloo. Its ``--cpu`` flag selects the single-process launcher.
+
+RLOO (:class:`RankGradRLOOTrainer`): the same hooks, the same arguments and metrics. RLOO's loss is
+per sequence (one ratio per rollout, mean over rollouts), so on-policy it is exactly a constant times
+Σ_i a_i ∇log π(y_i) with no ``loss_type`` to choose. RLOO's ``beta`` must be 0 (it would subtract a
+KL penalty from the rewards before ranking, and the KL is not visible to the adapter) and
+``normalize_advantages`` must stay off (the advantages are replaced); ``reward_clip_range`` is applied
+before ranking as TRL does. Both are checked before TRL builds anything.
+
+``trl.experimental.async_grpo`` (``AsyncGRPOTrainer``) is not supported, and an ``AsyncGRPOConfig``
+passed to either adapter raises a ``TypeError`` (``InputTypeError``) that says so. AsyncGRPOTrainer is
+not a ``GRPOTrainer`` subclass (it derives from TRL's base trainer) and has neither hook: generation and
+scoring run in a child process spawned by ``AsyncRolloutWorker`` on rank 0, whose
+``_AsyncRolloutLoop._score_group`` computes the advantage of one complete group (all N rollouts of a
+prompt, rewards ``nansum``-ed over the reward functions) as (r − mean)/(std + 1e-8) and stamps it on
+each ``RolloutSample``; the trainer only reads ``advantage`` from the queue. Supporting it would need an
+``_AsyncRolloutLoop`` subclass whose ``_score_group`` calls :func:`rankgrad.integrations.group_advantages`
+on the group's rewards (one group at a time, so no gathering is involved), plugged in through an
+``AsyncRolloutWorker`` subclass's ``_loop_cls`` and passed as ``rollout_worker=``. That path needs a
+vLLM server and cannot be tested here, so it is not provided; the metrics and schedules of this module
+would also need a different home (they run in the trainer, the scoring in the child process).
 
 References: OrderGrad (arXiv 2606.06096), MaxPO (arXiv 2606.06080), GRPO (arXiv 2402.03300),
 Dr. GRPO (arXiv 2503.20783).
@@ -379,6 +410,8 @@ class RankGradGRPOTrainer(_RankGradAdapter, GRPOTrainer):
       ValueError: unknown objective/estimator, K >= ``num_generations``,
         ``multi_objective_aggregation="normalize_then_sum"``; at run time NaN rewards with
         ``unscorable="error"`` or small groups with ``small_groups="error"``.
+      InputTypeError: ``args`` is not a ``GRPOConfig`` (e.g. an ``AsyncGRPOConfig``: see the module
+        docstring); a ``TypeError`` and a ``ValueError``.
       RuntimeError: trl < 1.16, or the private TRL methods/attributes the adapter uses have changed.
     """
 
