@@ -211,8 +211,8 @@ def test_rloo_real_training_run_moves_parameters(tmp_path):
                                atol=1e-6, rtol=0)
     logged = {k for entry in trainer.state.log_history for k in entry}
     assert {"rankgrad/objective", "rankgrad/advantage_mean_abs"} <= logged
-    if any(bool((r.view(-1, N).std(1) > 0).any()) for r in rewards_log):
-        assert any(not torch.equal(v.detach(), before[k]) for k, v in trainer.model.named_parameters())
+    assert any(bool((r.view(-1, N).std(1) > 0).any()) for r in rewards_log), "the seeded run should vary"
+    assert any(not torch.equal(v.detach(), before[k]) for k, v in trainer.model.named_parameters())
 
 
 def test_rloo_settings_that_would_change_the_advantages_are_refused(tmp_path):
@@ -231,7 +231,8 @@ def test_rloo_contract_guard(tmp_path, monkeypatch):
 
 
 def test_wrong_config_class_names_args(tmp_path):
-    grpo_config = GRPOConfig(output_dir=str(tmp_path), num_generations=N, report_to="none", use_cpu=True)
+    grpo_config = GRPOConfig(output_dir=str(tmp_path), num_generations=N, report_to="none", use_cpu=True,
+                             activation_checkpointing=False)
     with pytest.raises(TypeError, match=r"args: RankGradRLOOTrainer .* trl\.RLOOConfig, got .*GRPOConfig"):
         _rloo(tmp_path, contains_a, config=grpo_config)
     with pytest.raises(ValueError, match=r"args: RankGradGRPOTrainer .* trl\.GRPOConfig, got .*RLOOConfig"):
