@@ -182,7 +182,7 @@ def _trainer_batch(rewards, mask, uids, **metadata):
 def test_trainer_compute_advantages_and_returns_with_a_cli_config():
     """SkyRL's ``RayPPOTrainer.compute_advantages_and_returns`` (the trainer step), the estimator chosen
     by a command-line override parsed by SkyRL."""
-    trainer = pytest.importorskip("skyrl.train.trainer")
+    from skyrl.train import trainer  # needs the skyrl extra's torchdata, aiohttp, orjson, pybase64
     cfg = SkyRLTrainConfig.from_cli_overrides(["trainer.algorithm.advantage_estimator=rankgrad_max@4"])
     assert cfg.trainer.algorithm.advantage_estimator == "rankgrad_max@4"
     rewards, mask, uids = _batch(seed=11)
@@ -196,7 +196,7 @@ def test_trainer_compute_advantages_and_returns_with_a_cli_config():
 def test_trainer_step_wise_trajectories_one_sample_per_trajectory():
     """``generator.step_wise_trajectories``: SkyRL calls the estimator on each trajectory's last step
     and broadcasts its advantage to the trajectory's steps; the trajectories are the samples."""
-    trainer = pytest.importorskip("skyrl.train.trainer")
+    from skyrl.train import trainer  # needs the skyrl extra's torchdata, aiohttp, orjson, pybase64
     cfg = SkyRLTrainConfig.from_cli_overrides(
         ["trainer.algorithm.advantage_estimator=rankgrad_max@2", "generator.step_wise_trajectories=true"]
     )
@@ -340,7 +340,7 @@ def test_bad_masks_shapes_and_missing_index():
 def test_registry_reaches_ray_workers():
     """SkyRL's ``sync_registries`` pushes the driver's estimators to its named registry actor; a Ray
     worker looks them up through SkyRL's registry, also one registered only in the driver."""
-    ray = pytest.importorskip("ray")
+    import ray
     rs.register("rankgrad_test_ray_cvar", "cvar:0.5@3")  # registered in this process only
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
