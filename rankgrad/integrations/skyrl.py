@@ -35,10 +35,12 @@ g of N_g rollouts of one prompt (groups may differ in size), a_i = q_i − v_i, 
 (K/N_g)·Σ_{i∈g} a_i ∇log π(y_i) is an unbiased estimate of ∇J_K, with log π(y_i) the *sequence*
 log-probability. SkyRL's ``trainer.algorithm.loss_reduction`` decides how token losses are summed:
 ``seq_mean_token_sum_norm`` divides by a constant (batch size · ``max_seq_len``) and keeps the gradient
-unbiased up to scale; ``token_mean`` (SkyRL's default) and ``sequence_mean`` reweight rollouts by their
-length. SkyRL's ``grpo_norm_by_std`` is not used (``std_normalize`` is an option here, off by default:
-it biases the gradient); leave ``advantage_batch_normalize`` and ``zero_variance_filter`` off, they
-change the advantages after the estimator. With ``generator.step_wise_trajectories`` SkyRL calls the
+unbiased up to scale; ``token_mean`` (SkyRL's default) divides by the mini-batch's token count, a factor
+common to its rollouts that varies with their lengths; ``sequence_mean`` reweights each rollout by
+1/its length and ``prompt_mean`` each prompt by 1/its token count. SkyRL's ``grpo_norm_by_std`` is
+not used (``std_normalize`` is an option here, off by default: it biases the gradient); leave
+``advantage_batch_normalize`` and ``zero_variance_filter`` off, they change the advantages after the
+estimator. With ``generator.step_wise_trajectories`` SkyRL calls the
 estimator on the last step of each trajectory (one score per trajectory, which is the sample) and
 broadcasts the advantage to the trajectory's steps.
 
