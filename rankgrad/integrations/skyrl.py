@@ -40,9 +40,9 @@ common to its rollouts that varies with their lengths; ``sequence_mean`` reweigh
 1/its length and ``prompt_mean`` each prompt by 1/its token count. SkyRL's ``grpo_norm_by_std`` is
 not used (``std_normalize`` is an option here, off by default: it biases the gradient); leave
 ``advantage_batch_normalize`` and ``zero_variance_filter`` off, they change the advantages after the
-estimator. With ``generator.step_wise_trajectories`` SkyRL calls the
-estimator on the last step of each trajectory (one score per trajectory, which is the sample) and
-broadcasts the advantage to the trajectory's steps.
+estimator. With ``generator.step_wise_trajectories`` SkyRL calls the estimator on the last step of
+each trajectory (one score per trajectory, which is the sample) and broadcasts the advantage to the
+trajectory's steps.
 
 No maths lives here: it is all in :mod:`rankgrad.integrations`. :func:`self_check` (also
 ``python -m rankgrad.integrations.skyrl``) runs SkyRL's own ``compute_advantages_and_returns`` on a
