@@ -36,7 +36,7 @@ demo: $(VENV)/.base
 	$(VENV)/bin/rankgrad demo
 
 test-trl: .venv-trl/.ok
-	.venv-trl/bin/python -m pytest -q tests/integrations/test_trl.py tests/integrations/test_trl_metrics.py rankgrad/integrations/trl.py
+	.venv-trl/bin/python -m pytest -q tests/integrations/test_trl.py tests/integrations/test_trl_metrics.py tests/integrations/test_trl_multiprocess.py rankgrad/integrations/trl.py
 
 test-verl: .venv-verl/.ok
 	.venv-verl/bin/python -m pytest -q tests/integrations/test_verl.py tests/integrations/test_verl_metrics.py rankgrad/integrations/verl.py
