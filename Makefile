@@ -7,7 +7,7 @@ PIP    := -m pip install -q --disable-pip-version-check
 # torch==2.13.0 first: on the project machines that pin resolves to a local CPU wheel (no CUDA pull).
 TORCH  := torch==2.13.0
 
-.PHONY: demo test test-core test-trl test-verl bench clean
+.PHONY: demo test test-core test-trl test-verl test-skyrl bench clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ $(VENV)/.test: $(VENV)/.base
 	.venv-verl/bin/python $(PIP) -e '.[verl,test]'
 	touch $@
 
+# SkyRL needs Python >= 3.12: pyenv's 3.12 where `python3.12` is not on PATH. On 3.12 torch==2.13.0 is the
+# PyPI (CUDA) wheel, about 5.7 GB with its libraries: no local CPU wheel for cp312.
+PYTHON312 ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python3.12) python3.12)
+
+.venv-skyrl/.ok: pyproject.toml
+	$(PYTHON312) -m venv .venv-skyrl
+	.venv-skyrl/bin/python $(PIP) $(TORCH)
+	.venv-skyrl/bin/python $(PIP) -e '.[skyrl,test]'
+	touch $@
+
 demo: $(VENV)/.base
 	$(VENV)/bin/rankgrad demo
 
@@ -41,15 +51,18 @@ test-trl: .venv-trl/.ok
 test-verl: .venv-verl/.ok
 	.venv-verl/bin/python -m pytest -q tests/integrations/test_verl.py tests/integrations/test_verl_metrics.py rankgrad/integrations/verl.py
 
+test-skyrl: .venv-skyrl/.ok
+	.venv-skyrl/bin/python -m pytest -q tests/integrations/test_skyrl.py rankgrad/integrations/skyrl.py
+
 test-core: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 # The whole suite: the framework integrations in their venvs, then ruff and the core suite.
-test: test-trl test-verl test-core
+test: test-trl test-verl test-skyrl test-core
 
 bench: $(VENV)/.test
 	$(PY) -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) .venv-trl .venv-verl .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-trl .venv-verl .venv-skyrl .pytest_cache .hypothesis

@@ -1,8 +1,9 @@
 """Root conftest: skip doctest collection of framework adapters whose framework is not installed,
 and of the worker scripts that integration tests launch.
 
-The main test venv has neither trl nor verl (they pin different transformers versions); their
-adapters are tested in their own venvs (``make test-trl``, ``make test-verl``).
+The main test venv has neither trl, verl nor skyrl (they pin different transformers and Python
+versions); their adapters are tested in their own venvs (``make test-trl``, ``make test-verl``,
+``make test-skyrl``).
 """
 
 import importlib.util
