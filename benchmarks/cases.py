@@ -28,6 +28,7 @@ __all__ = [
     "run_ragged",
     "run_cache",
     "run_mixed",
+    "run_flat_uids",
     "ragged_sizes",
 ]
 
@@ -46,6 +47,8 @@ RAGGED_B, RAGGED_MIN, RAGGED_MAX = 65_536, 2, 64
 # (MIXED_SMALL + 1) × MIXED_BIG cells (3.2 GB in float64); the target is memory O(B).
 MIXED_BIG, MIXED_SMALL, MIXED_SMALL_N, MIXED_OBJ = 20_000, 20_000, 4, "max@2"
 MIXED_TARGET_MB = 200
+# verl-style flat batch: P prompts × N rollouts, binary rewards, shuffled string uids (an object array).
+FLAT_P, FLAT_N, FLAT_OBJ, FLAT_TARGET = 512, 16, "max@4", 1.2
 
 
 @dataclass(frozen=True)
@@ -461,4 +464,91 @@ def run_mixed(cfg: Config, backends: tuple[str, ...], log: Callable[[str], None]
     for name in backends:
         log(f"  mixed {name}")
         rows.append(_mixed_row(make_backend(name), flat, ids, ref, cfg))
+    return rows
+
+
+# ------------------------------------------------------------------ 6. flat string uids
+def factorise_dict(uids: Any) -> np.ndarray:
+    """The baseline factorisation: one plain dict pass over the labels (first appearance → 0, 1, ...)."""
+    table: dict = {}
+    put = table.setdefault
+    return np.fromiter([put(u, len(table)) for u in uids], dtype=np.int64, count=len(uids))
+
+
+def _flat_uids_layout(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Dense [P, N] 0/1 rewards (float32), the same rewards flat [B] in shuffled order, their string uids
+    (object array, as verl's ``non_tensor_batch["uid"]``) and the float64 reference for the flat order."""
+    rng = np.random.default_rng(cfg.seed + 500)
+    dense = rng.integers(0, 2, size=(FLAT_P, FLAT_N)).astype(np.float32)
+    ids = np.array([f"{p:08x}-uid" for p in range(FLAT_P) for _ in range(FLAT_N)], dtype=object)
+    perm = rng.permutation(ids.size)
+    w = rankgrad.parse(FLAT_OBJ).weights
+    ref = naive_advantages_rows(dense.astype(np.float64), w).reshape(-1)[perm]
+    return dense, dense.reshape(-1)[perm], ids[perm], ref
+
+
+def _flat_uids_row(
+    backend: Backend, dense: np.ndarray, flat: np.ndarray, ids: np.ndarray, ref: np.ndarray, cfg: Config
+) -> dict[str, Any]:
+    from rankgrad.integrations import group_advantages
+
+    row: dict[str, Any] = {
+        "case": f"P={FLAT_P} × N={FLAT_N}, 0/1 rewards, shuffled str uids",
+        "objective": FLAT_OBJ,
+        "backend": backend.name,
+    }
+    threads = None
+    try:
+        if backend.name.startswith("torch"):
+            import torch
+
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+        xd, xf = backend.convert(dense), backend.convert(flat)
+        _warm_up(backend)
+
+        def flat_call() -> Any:
+            return backend.sync(group_advantages(xf, ids, FLAT_OBJ))
+
+        def dense_call() -> Any:
+            return backend.sync(rankgrad.advantages(xd, FLAT_OBJ))
+
+        budget = dict(warmup=3, min_repeats=20, budget_s=cfg.budget_s)
+        # interleaved twice, the smaller median of each kept: the three numbers come from one stretch
+        times: dict[str, list[float]] = {"flat": [], "dense": [], "fact": []}
+        for _ in range(2):
+            times["flat"].append(time_call(flat_call, **budget).median_ms)
+            times["dense"].append(time_call(dense_call, **budget).median_ms)
+            times["fact"].append(time_call(lambda: factorise_dict(ids), **budget).median_ms)
+        flat_ms, dense_ms, fact_ms = (min(times[k]) for k in ("flat", "dense", "fact"))
+        ratio = flat_ms / (dense_ms + fact_ms)
+        row.update(
+            status="ok",
+            ms=flat_ms,
+            dense_ms=dense_ms,
+            factorise_ms=fact_ms,
+            ratio=ratio,
+            threads=1 if threads is not None else None,
+            **_check(_f64_output(backend, lambda y: group_advantages(y, ids, FLAT_OBJ),
+                                 flat.astype(np.float64)), ref, "naive f64"),
+        )
+        row["targets"] = _targets((f"<= {FLAT_TARGET:g}x", ratio <= FLAT_TARGET))
+    except Exception as exc:  # noqa: BLE001 - recorded in the report
+        return _error_row(row, exc, backend)
+    finally:
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+    return row
+
+
+def run_flat_uids(cfg: Config, backends: tuple[str, ...], log: Callable[[str], None]) -> list[dict]:
+    """Case 6: ``group_advantages`` on flat rewards with shuffled string uids vs the dense ``[P, N]`` call
+    plus one plain dict factorisation of the uids (ratio = flat / (dense + factorisation))."""
+    dense, flat, ids, ref = _flat_uids_layout(cfg)
+    rows = []
+    for name in backends:
+        log(f"  flat uids {name}")
+        rows.append(_flat_uids_row(make_backend(name), dense, flat, ids, ref, cfg))
     return rows

@@ -128,6 +128,19 @@ SECTIONS: dict[str, tuple[str, list[Column]]] = {
             Column("targets", _targets),
         ],
     ),
+    "flat_uids": (
+        "6. Flat uids: group_advantages on shuffled string uids vs dense [P, N] + one dict factorisation",
+        [
+            _CASE,
+            _BACKEND,
+            Column("flat ms", _num("ms")),
+            Column("dense ms", _num("dense_ms")),
+            Column("factorise ms", _num("factorise_ms")),
+            Column("flat/(dense+factorise)", _num("ratio", 2)),
+            Column("check (f64 vs naive)", _check),
+            Column("targets", _targets),
+        ],
+    ),
 }
 
 

@@ -24,9 +24,13 @@ from typing import Any
 from benchmarks.backends import cuda_available
 from benchmarks.cases import (
     CHECK_RTOL,
+    FLAT_N,
+    FLAT_P,
+    FLAT_TARGET,
     MIXED_TARGET_MB,
     Config,
     run_cache,
+    run_flat_uids,
     run_huge_group,
     run_mixed,
     run_ragged,
@@ -49,6 +53,7 @@ PLAN: dict[str, tuple[Runner, tuple[str, ...]]] = {
     "ragged": (run_ragged, ("numpy", "torch", *_GPU)),
     "cache": (run_cache, ("numpy", "torch", "jax (eager)")),
     "mixed": (run_mixed, ("numpy", "torch", *_GPU)),
+    "flat_uids": (run_flat_uids, ("numpy", "torch")),
 }
 
 
@@ -88,6 +93,12 @@ def method_notes(cfg: Config, cleared: list[str]) -> list[str]:
         "flat <= 2x padded; jax.jit / torch.compile: no recompilation on new reward values; mixed sizes "
         f"<= {MIXED_TARGET_MB} MB (padding every group to the largest would take the 'padded layout MB' "
         "column).",
+        f"Flat uids: {FLAT_P} prompts × {FLAT_N} rollouts of 0/1 rewards (float32), the flat batch shuffled "
+        "with string uids in an object array (verl's `uid`); torch with 1 thread. 'flat' = "
+        "`rankgrad.integrations.group_advantages(rewards, uids, obj)`; 'dense' = `rankgrad.advantages` on "
+        "the same rewards as [P, N]; 'factorise' = one plain dict pass over the uids "
+        "(`benchmarks.cases.factorise_dict`). The three are timed in one run, interleaved twice (smaller "
+        f"median kept); target flat <= {FLAT_TARGET:g}x (dense + factorise).",
         "Recompiles (compiled rows): new compilations triggered by 3 further calls on fresh float32 "
         "rewards of the same shape (jax: the jitted function's executable cache size; torch.compile: "
         "dynamo's unique-graph count).",

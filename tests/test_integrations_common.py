@@ -144,3 +144,29 @@ def test_noise_options_pass_through() -> None:
                                rankgrad.advantages(scores, "mean", group_ids=uids) / 0.8, atol=1e-14)
     want = rankgrad.noisy.advantages(scores, "max@3", rho0=0.05, rho1=0.2, group_ids=uids)
     np.testing.assert_allclose(group_advantages(scores, uids, "max@3", noise=(0.05, 0.2)), want, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("kind", ["object array", "list", "str array"])
+def test_equal_groups_with_shuffled_string_uids_match_brute_force(backend: str, kind: str) -> None:
+    """The verl batch shape: P prompts × N rollouts, 0/1 rewards, string uids in shuffled order."""
+    rng = np.random.default_rng(9)
+    p, n = 7, 6
+    labels = np.array([f"{g:04x}-uid" for g in range(p) for _ in range(n)], dtype=object)
+    labels = labels[rng.permutation(p * n)]
+    scores = rng.integers(0, 2, p * n).astype(float)
+    uids = {"object array": labels, "list": labels.tolist(), "str array": labels.astype(str)}[kind]
+    got = to_numpy(group_advantages(to_backend(scores, backend), uids, "max@3"))
+    want = _expected(scores, labels, np.array([1.0, 0.0, 0.0]), np.ones(p * n, bool))
+    np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_string_uids_next_to_other_kinds_stay_apart() -> None:
+    scores = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+    uids = ["1", "1", 1, 1, b"1", b"1"]  # three groups: str, int, bytes
+    got = group_advantages(scores, uids, "mean")
+    np.testing.assert_allclose(got, [1.0, -1.0, -1.0, 1.0, 1.0, -1.0], atol=1e-12)
+    from rankgrad._src.errors import InputTypeError
+
+    with pytest.raises(InputTypeError, match=r"uids: .*got list \[1\] at position 1"):
+        group_advantages(scores[:2], ["a", [1]], "mean")

@@ -30,7 +30,7 @@ import functools
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -177,6 +177,13 @@ class GroupCodes:
 
     codes: np.ndarray
     count: int
+    _sizes: list = field(default_factory=list, init=False, repr=False, compare=False)
+
+    def sizes(self) -> np.ndarray:
+        """``[count]`` samples per group (computed once; the array must not be modified)."""
+        if not self._sizes:
+            self._sizes.append(np.bincount(self.codes, minlength=self.count))
+        return self._sizes[0]
 
     @property
     def shape(self) -> tuple:
@@ -279,16 +286,39 @@ def _kind_of(t: type) -> str | None:
     return None
 
 
+def _dict_codes(items: Any) -> tuple[GroupCodes, dict]:
+    """Codes of hashable labels in one C-level dict pass: each label maps to the position of its first
+    appearance (``setdefault``), and those positions, in the dict's insertion order, are the groups in
+    order of first appearance. Returns the codes and the dict (label → first position)."""
+    n = len(items)
+    table: dict = {}
+    first = np.fromiter(map(table.setdefault, items, range(n)), dtype=np.int64, count=n)
+    g = len(table)
+    number = np.empty(n, dtype=np.int64)
+    number[np.fromiter(table.values(), dtype=np.int64, count=g)] = np.arange(g)
+    return GroupCodes(codes=number[first], count=g), table
+
+
 def _codes_of_items(items: list, arg: str) -> GroupCodes:
     """Python objects → codes in one dict pass. One kind of label: the labels are the keys; mixed
     kinds: (kind, value), with ints and floats sharing one kind so that 1 == 1.0."""
     n = len(items)
+    if n and isinstance(items[0], (str, bytes)):
+        # Strings or bytes (the usual uids): one dict pass, then the kinds of the distinct labels only.
+        # No label of another kind compares equal to a str/bytes label, so any such label is a key of
+        # its own and shows up here; then the general pass below decides (and names bad positions).
+        try:
+            codes, table = _dict_codes(items)
+        except TypeError:  # an unhashable label: the general pass names it
+            pass
+        else:
+            if {_kind_of(type(k)) for k in table} in ({_STR}, {_BYTES}):
+                return codes
     kinds = {_kind_of(t) for t in set(map(type, items))}
+    if kinds <= {_STR} or kinds <= {_BYTES} or kinds <= {_INT}:
+        return _dict_codes(items)[0]
     table: dict = {}
     put = table.setdefault
-    if kinds <= {_STR} or kinds <= {_BYTES} or kinds <= {_INT}:
-        codes = [put(v, len(table)) for v in items]
-        return GroupCodes(codes=np.fromiter(codes, dtype=np.int64, count=n), count=len(table))
     codes_arr = np.empty(n, dtype=np.int64)
     for i, v in enumerate(items):
         kind = _kind_of(type(v))
@@ -376,12 +406,26 @@ def _flat(
     if b == 0:
         raise ValueError("rewards: got an empty batch (B = 0); pass at least one group.")
     codes, g = gc.codes, gc.count
-    counts = np.bincount(codes, minlength=g)
-    by_group = np.argsort(codes, kind="stable")
+    counts = gc.sizes()
+    by_group = _group_order(codes, g)
+    width = int(counts.max())
+    if mask is None and int(counts.min()) == width:  # equal sizes: one gather in, one gather out
+        back = np.empty_like(by_group)
+        back[by_group] = np.arange(b)
+        return Grouped(
+            ops=ops,
+            values=_gather(ops, x, by_group).reshape(g, width),
+            valid=None,
+            sizes=counts.copy(),
+            sizes_traced=None,
+            width=width,
+            out_dtype=out_dtype,
+            restore=lambda a: _gather(ops, a.reshape((g * width, *tuple(a.shape)[2:])), back),
+            restore_groups=lambda v: v,
+        )
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     pos = np.empty(b, dtype=np.int64)
     pos[by_group] = np.arange(b) - starts[codes[by_group]]
-    width = int(counts.max())
 
     valid_np = np.zeros((g, width), dtype=bool)
     if mask is not None:
@@ -403,6 +447,24 @@ def _flat(
         restore=lambda a: ops.gather_rows(a, codes, pos),
         restore_groups=lambda v: v,
     )
+
+
+def _gather(ops: Ops, x: Array, idx: np.ndarray) -> Array:
+    """``x[idx]`` along the first axis (``idx`` host ints); torch through ``index_select``, which is
+    several times faster than advanced indexing on CPU (gradients flow through both)."""
+    if ops.name == "torch":
+        t = ops.torch
+        return t.index_select(x, 0, t.as_tensor(idx, device=x.device))
+    return ops.take_first(x, idx)
+
+
+def _group_order(codes: np.ndarray, count: int) -> np.ndarray:
+    """The stable permutation that sorts ``codes`` (values in ``0..count−1``): samples by group, each
+    group in order of appearance. Codes that fit 16 bits are sorted as such (numpy's stable sort is
+    then a radix sort, O(B))."""
+    if count <= 1 << 16:
+        return np.argsort(codes.astype(np.uint16), kind="stable")
+    return np.argsort(codes, kind="stable")
 
 
 # ----------------------------------------------------------- bounded memory
@@ -467,7 +529,7 @@ def bucketed(fn: Callable[..., Array], per: Literal["sample", "group"]) -> Calla
         gc = group_codes(group_ids, int(rewards.shape[0]))
         if gc.count == 0:
             return call(rewards, gc, mask)
-        counts = np.bincount(gc.codes, minlength=gc.count)
+        counts = gc.sizes()
         plan = bucket_plan(counts)
         if plan is None:
             return call(rewards, gc, mask)

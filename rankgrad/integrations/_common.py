@@ -159,7 +159,7 @@ def group_advantages(
     caller_dtype = ops.float_like(scores).dtype
     half = _is_half(caller_dtype)
     work = ops.compute(scores) if half else ops.float_like(scores)
-    host = np.asarray(ops.to_numpy(work), dtype=np.float64)
+    host = np.asarray(ops.to_numpy(work))  # float32/float64 (a view of CPU torch/numpy scores: no copy)
     if host.ndim != 1:
         raise ValueError(f"scores: expected flat [B] scores, got shape {host.shape}; use rankgrad.advantages "
                          "for [..., N] groups.")
@@ -282,17 +282,21 @@ def _grouped(
     in ``work``'s backend and dtype; ``label_of(i)`` names sample i's group in messages."""
     b = host.shape[0]
     inverse = groups.codes
-    valid = valid.copy()
-    bad = valid & ~np.isfinite(host)
-    if bad.any():
-        if unscorable == "error":
+    finite = np.isfinite(host)
+    all_valid = bool(valid.all()) and bool(finite.all())  # the common case: no per-sample masks below
+    if not all_valid:
+        bad = valid & ~finite
+        if unscorable == "error" and bad.any():
             _check_finite(host, valid)
-        valid &= ~bad
+        valid = valid & finite
 
-    counts = np.bincount(inverse, weights=valid, minlength=groups.count)
+    if all_valid:
+        counts = groups.sizes()
+    else:
+        counts = np.bincount(inverse, weights=valid, minlength=groups.count)
     need = max(obj.k + 1, 2)
-    small = valid & (counts[inverse] < need)
-    if small.any():
+    if ((counts > 0) & (counts < need)).any():  # groups too small: decided per sample
+        small = valid & (counts[inverse] < need)
         if small_groups == "error":
             first = int(np.flatnonzero(small)[0])
             label = label_of(first)
@@ -301,23 +305,30 @@ def _grouped(
                 f"objective {obj.name!r} (K={obj.k}) needs at least {need}; sample more rollouts per "
                 "prompt, use a smaller K, or pass small_groups='zero' to skip such groups (advantage 0)."
             )
-        valid &= ~small
+        valid = valid & ~small
+        all_valid = False
 
     clean = work
-    if not valid.all():  # excluded entries may be NaN: keep them out of the arithmetic too
-        zero = ops.convert(np.zeros(b), clean)
-        clean = ops.where(ops.asarray(valid, clean), clean, zero)
-    if not valid.any():
-        return clean
+    if not all_valid:
+        if not valid.any():
+            zero = ops.convert(np.zeros(b), clean)
+            return ops.where(ops.asarray(valid, clean), clean, zero)
+        if valid.all():
+            all_valid = True
+        else:  # excluded entries may be NaN: keep them out of the arithmetic too
+            zero = ops.convert(np.zeros(b), clean)
+            clean = ops.where(ops.asarray(valid, clean), clean, zero)
     adv = _advantages(
         clean,
         obj,
         group_ids=groups,
-        mask=None if valid.all() else ops.asarray(valid, clean),
+        mask=None if all_valid else ops.asarray(valid, clean),
         estimator=estimator,
         eps=eps,
         noise=noise,
     )
+    if not (loss_scale or std_normalize):
+        return adv
     factor = np.ones(b)
     if loss_scale:
         info = ESTIMATORS[_estimator_name(estimator)]
@@ -337,6 +348,7 @@ def _grouped(
 
 def _group_std(x: np.ndarray, inverse: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Per-rollout std (ddof=1) of its group's valid scores, float64 on the host."""
+    x = np.asarray(x, dtype=np.float64)
     w = valid.astype(np.float64)
     xv = np.where(valid, x, 0.0)
     n = np.bincount(inverse, weights=w)
