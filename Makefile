@@ -49,7 +49,7 @@ test-trl: .venv-trl/.ok
 	.venv-trl/bin/python -m pytest -q tests/integrations/test_trl.py tests/integrations/test_trl_metrics.py tests/integrations/test_trl_multiprocess.py rankgrad/integrations/trl.py
 
 test-verl: .venv-verl/.ok
-	.venv-verl/bin/python -m pytest -q tests/integrations/test_verl.py tests/integrations/test_verl_metrics.py rankgrad/integrations/verl.py
+	.venv-verl/bin/python -m pytest -q tests/integrations/test_verl.py tests/integrations/test_verl_v1.py tests/integrations/test_verl_metrics.py rankgrad/integrations/verl.py
 
 test-skyrl: .venv-skyrl/.ok
 	.venv-skyrl/bin/python -m pytest -q tests/integrations/test_skyrl.py rankgrad/integrations/skyrl.py
