@@ -14,15 +14,12 @@ small for K) and, when asked explicitly, applies GRPO's std normalisation.
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, Literal
 
 import numpy as np
 
 from rankgrad._src import ops as ops_lib
-from rankgrad._src.errors import InputTypeError
-from rankgrad._src.estimators import ESTIMATORS, _estimator_name
+from rankgrad._src.estimators import ESTIMATORS, _check_eps, _estimator_name
 from rankgrad._src.estimators import advantages as _advantages
 from rankgrad._src.layout import GroupCodes, backend_mask, check_real, group_codes, host_mask
 from rankgrad._src.objectives import Objective, parse
@@ -56,15 +53,6 @@ def _label_at(uids: Any, i: int) -> Any:
     if ops_lib.is_torch(v) or ops_lib.is_jax(v) or isinstance(v, np.generic):
         return v.item()
     return v
-
-
-def _check_eps(eps: Any) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise InputTypeError(f"eps: expected a number >= 0 (the std offset), got {type(eps).__name__}.")
-    value = float(eps)
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"eps: expected a finite number >= 0 (the std offset, e.g. 1e-6), got {eps!r}.")
-    return value
 
 
 def _is_half(dtype: Any) -> bool:
