@@ -63,6 +63,7 @@ import numpy as np
 
 import rankgrad
 from rankgrad.integrations import group_advantages, token_advantages
+from rankgrad.integrations._check_case import check_case
 
 _MISSING = (
     "rankgrad.integrations.skyrl needs SkyRL and PyTorch, but {} is not installed: "
@@ -359,34 +360,8 @@ def register(name: str, objective: str, *, replace: bool = False, **kwargs: Any)
     return estimator
 
 
-# The known case: max@4, 0/1 rewards, two groups of different sizes. For c correct out of N
-# (docs/math.md, "Binary rewards, max@K"): a_correct = C(N−c, K)/C(N−1, K),
-# a_wrong = C(N−c−1, K)/C(N−1, K) − C(N−c−1, K−1)/C(N−1, K−1).
-# N=8, c=3: +5/35, −3/35.  N=5, c=1: +1, −1/4.
-_CHECK_REWARDS = [1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0]
-_CHECK_UIDS = ["a"] * 8 + ["b"] * 5
-_CHECK_EXPECTED = [5 / 35, -3 / 35, -3 / 35, 5 / 35, -3 / 35, -3 / 35, 5 / 35, -3 / 35, -1 / 4, 1.0, -1 / 4,
-                   -1 / 4, -1 / 4]
-
-
 def _check_case(fn: Any) -> float:
-    """Run ``fn(token_level_rewards=..., response_mask=..., index=...)`` on the known case; the max error."""
-    b, t = len(_CHECK_REWARDS), 5
-    lengths = torch.tensor([1 + i % t for i in range(b)])
-    mask = (torch.arange(t)[None, :] < lengths[:, None]).to(torch.int64)
-    rewards = torch.zeros(b, t, dtype=torch.float32)
-    rewards[torch.arange(b), lengths - 1] = torch.tensor(_CHECK_REWARDS, dtype=torch.float32)
-    adv, ret = fn(token_level_rewards=rewards, response_mask=mask, index=list(_CHECK_UIDS))
-    want = torch.tensor(_CHECK_EXPECTED, dtype=torch.float32)[:, None] * mask
-    if tuple(adv.shape) != (b, t) or adv.dtype != torch.float32 or not torch.equal(adv, ret):
-        raise RuntimeError(
-            f"rankgrad self-check: expected equal float32 advantages and returns of shape {(b, t)}, got "
-            f"{tuple(adv.shape)} {adv.dtype} and {tuple(ret.shape)} {ret.dtype}."
-        )
-    err = float((adv - want).abs().max())
-    if not err <= 1e-6:
-        raise RuntimeError(f"rankgrad self-check: max@4 advantages off by {err:.3g} from the closed form.")
-    return err
+    return check_case(fn, f"SkyRL estimator {getattr(fn, 'name', fn)!r}")
 
 
 def self_check(name: str = _CHECK_NAME) -> dict[str, Any]:

@@ -100,6 +100,7 @@ import numpy as np
 import rankgrad
 from rankgrad import schedules
 from rankgrad.integrations import group_advantages, token_advantages
+from rankgrad.integrations._check_case import check_case
 from rankgrad.metrics import MaxAtK, max_at_k, min_at_k, training_metrics
 
 _MISSING = (
@@ -805,16 +806,6 @@ def is_registered(name: str = NAME) -> bool:
     return _is_ours(_registry().get(name))
 
 
-# The known case: max@4, 0/1 rewards, two groups of different sizes. For c correct out of N
-# (docs/math.md, "Binary rewards, max@K"): a_correct = C(N−c, K)/C(N−1, K),
-# a_wrong = C(N−c−1, K)/C(N−1, K) − C(N−c−1, K−1)/C(N−1, K−1).
-# N=8, c=3: +5/35, −3/35.  N=5, c=1: +1, −1/4.
-_CHECK_REWARDS = [1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0]
-_CHECK_UIDS = ["a"] * 8 + ["b"] * 5
-_CHECK_EXPECTED = [5 / 35, -3 / 35, -3 / 35, 5 / 35, -3 / 35, -3 / 35, 5 / 35, -3 / 35, -1 / 4, 1.0, -1 / 4,
-                   -1 / 4, -1 / 4]
-
-
 def self_check(name: str = NAME) -> dict[str, Any]:
     """Check that what verl resolves ``name`` to computes rankgrad's advantages on a hand-computed case.
 
@@ -842,32 +833,9 @@ def self_check(name: str = NAME) -> dict[str, Any]:
         fn = core_algos.get_adv_estimator_fn(name)
     except ValueError as err:
         raise RuntimeError(f"rankgrad self-check: verl does not know adv_estimator={name!r}: {err}") from err
-    b, t = len(_CHECK_REWARDS), 5
-    lengths = torch.tensor([1 + i % t for i in range(b)])
-    mask = (torch.arange(t)[None, :] < lengths[:, None]).to(torch.int64)
-    rewards = torch.zeros(b, t, dtype=torch.float32)
-    rewards[torch.arange(b), lengths - 1] = torch.tensor(_CHECK_REWARDS, dtype=torch.float32)
-    uids = np.array(_CHECK_UIDS, dtype=object)
     config = {CONFIG_KEY: {"objective": "max@4", "metrics": False}}  # a check, not a training step
-    try:
-        adv, ret = fn(token_level_rewards=rewards, response_mask=mask, index=uids, config=config)
-    except Exception as err:
-        raise RuntimeError(
-            f"rankgrad self-check: adv_estimator={name!r} resolves to {fn!r}, which failed on the check "
-            f"case ({type(err).__name__}: {err}); is it rankgrad's estimator (or a wrapper around it)?"
-        ) from err
-    want = torch.tensor(_CHECK_EXPECTED, dtype=torch.float32)[:, None] * mask
-    if tuple(adv.shape) != (b, t) or adv.dtype != torch.float32 or not torch.equal(adv, ret):
-        raise RuntimeError(
-            f"rankgrad self-check: expected equal float32 advantages and returns of shape {(b, t)}, got "
-            f"{tuple(adv.shape)} {adv.dtype} and {tuple(ret.shape)} {ret.dtype}."
-        )
-    err = float((adv - want).abs().max())
-    if not err <= 1e-6:
-        raise RuntimeError(
-            f"rankgrad self-check: adv_estimator={name!r} (resolved to {fn!r}): max@4 advantages off by "
-            f"{err:.3g} from the closed form."
-        )
+    err = check_case(fn, f"adv_estimator={name!r} (resolved to {fn!r})",
+                     index=lambda u: np.array(u, dtype=object), config=config)
     return {
         "name": name,
         "verl_version": getattr(verl, "__version__", "?"),
