@@ -1,7 +1,7 @@
 """The run's inputs, built in code (no downloads): tiny Llama, character tokenizer, parquet data, reward.
 
-Prompts are strings over a small alphabet; the reward of a response is 1 if it contains the prompt's
-target character, else 0 (a 0/1 outcome, so ``max@4`` is pass@4).
+Prompts are strings over a small alphabet; the reward of a response is the number of times it contains
+the prompt's target character (0, 1, 2...: few ties, so few groups whose max@4 advantages are all 0).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ PROMPTS = ("abc", "bcd", "cda", "dab")  # 4 prompts; the target of prompt i is T
 
 REWARD_SOURCE = '''
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
-    """1.0 if the response contains the target character, else 0.0."""
-    return 1.0 if ground_truth in solution_str else 0.0
+    """The number of occurrences of the target character in the response."""
+    return float(solution_str.count(ground_truth))
 '''
 
 
@@ -71,7 +71,7 @@ def save_data(path: Path) -> Path:
             "reward_model": {"style": "rule", "ground_truth": t},
             "extra_info": {"index": i, "split": "train"},
         }
-        for i, (p, t) in enumerate(zip(PROMPTS, TARGETS))
+        for i, (p, t) in enumerate(zip(PROMPTS, TARGETS, strict=True))
     ]
     pd.DataFrame(rows).to_parquet(path)
     return path

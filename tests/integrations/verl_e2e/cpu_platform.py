@@ -12,7 +12,6 @@ from types import ModuleType
 from typing import Any
 
 import torch
-
 from verl.plugin.platform.platform_base import PlatformBase
 
 _BIG = 1 << 40  # bytes "free" / "total" reported by mem_get_info

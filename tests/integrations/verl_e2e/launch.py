@@ -2,22 +2,28 @@
 
 Runs ``python -m verl.trainer.main_ppo`` with ``algorithm.adv_estimator=rankgrad`` and
 ``+algorithm.rankgrad.objective=max@4`` on CPU: Ray with 32 logical CPUs and one logical GPU, FSDP2 on
-gloo, the ``hf`` rollout with 5 samples per prompt, 2 prompts per step. The recorders write to
+gloo, the ``hf`` rollout with 8 samples per prompt, 2 prompts per step. The recorders write to
 ``WORKDIR/record``; verl's log goes to ``WORKDIR/verl.log``. The exit status is the trainer's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import build
 
 HERE = Path(__file__).resolve().parent
 OBJECTIVE = "max@4"
-N = 5  # rollouts per prompt (> K = 4)
+N = 8  # rollouts per prompt (> K = 4)
 BATCH = 2  # prompts per step
 
 
@@ -36,6 +42,7 @@ def overrides(work: Path, steps: int) -> list[str]:
         "actor_rollout_ref.model.use_remove_padding=False",
         "actor_rollout_ref.actor.strategy=fsdp2",
         "actor_rollout_ref.actor.optim.lr=0.05",
+        "actor_rollout_ref.actor.optim.weight_decay=0",  # parameters move only through the policy loss
         f"actor_rollout_ref.actor.ppo_mini_batch_size={BATCH}",
         f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={BATCH * N}",
         "actor_rollout_ref.actor.ppo_epochs=1",
@@ -47,7 +54,8 @@ def overrides(work: Path, steps: int) -> list[str]:
         "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
         f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={BATCH * N}",
         "actor_rollout_ref.rollout.agent.num_workers=1",
-        f"reward.custom_reward_function.path={work / 'reward.py'}", "reward.custom_reward_function.name=compute_score",
+        f"reward.custom_reward_function.path={work / 'reward.py'}",
+        "reward.custom_reward_function.name=compute_score",
         "reward.num_workers=1",
         "trainer.device=cpu", "trainer.n_gpus_per_node=1", "trainer.nnodes=1",
         f"trainer.total_training_steps={steps}", "trainer.total_epochs=100",
@@ -60,16 +68,16 @@ def overrides(work: Path, steps: int) -> list[str]:
     ]
 
 
-def environment(work: Path) -> dict[str, str]:
+def environment(work: Path, ray_tmp: Path) -> dict[str, str]:
     """The trainer's environment: the plugin in every process, CPU platform, recorders on."""
-    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}  # Ray: 1 GPU vs []
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "RAY_ADDRESS")}
     env.update({
         "PYTHONPATH": os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         "VERL_USE_EXTERNAL_MODULES": "verl_e2e.plugin",
         "VERL_PLATFORM": "cpu",
         "VERL_ENGINE_DEVICE": "cuda",  # verl registers the fsdp2 engine under cuda only; it runs on CPU
         "RANKGRAD_VERL_E2E_RECORD": str(work / "record"),
-        "RAY_TMPDIR": str(work / "ray"),
+        "RAY_TMPDIR": str(ray_tmp),  # short: Ray's socket paths must stay under 108 bytes
         "RAY_DEDUP_LOGS": "0",
         "RAY_USAGE_STATS_ENABLED": "0",
         "TOKENIZERS_PARALLELISM": "false",
@@ -89,24 +97,56 @@ def prepare(work: Path) -> None:
     build.save_reward(work / "reward.py")
 
 
-def run(work: Path, steps: int = 2, timeout: float = 480) -> subprocess.CompletedProcess:
-    """Prepare ``work`` and run the trainer (log in ``work/verl.log``); raises TimeoutExpired after
-    ``timeout`` seconds, after killing the trainer's process group."""
-    prepare(work)
-    (work / "ray").mkdir(exist_ok=True)
-    cmd = [sys.executable, "-m", "verl.trainer.main_ppo", *overrides(work, steps)]
-    with open(work / "verl.log", "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environment(work),
-                                cwd=str(work), start_new_session=True)
+@dataclass(frozen=True)
+class Result:
+    """A finished run: the trainer's exit status, wall seconds (build + trainer), and the session id of
+    its processes (all killed on return)."""
+
+    returncode: int
+    seconds: float
+    session: int
+
+
+def session_processes(session: int) -> list[int]:
+    """Pids of the live processes of session ``session`` (Linux /proc; empty elsewhere)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-            raise
-    return subprocess.CompletedProcess(cmd, rc)
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":  # fields after "comm)": state ppid pgrp session
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def run(work: Path, steps: int = 2, timeout: float = 480) -> Result:
+    """Prepare ``work`` and run the trainer in a new session (log in ``work/verl.log``).
+
+    Whatever happens, every process left in that session (Ray's) is killed and Ray's temporary folder
+    removed. Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds.
+    """
+    start = time.perf_counter()
+    prepare(work)
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rgray-", dir="/tmp"))
+    cmd = [sys.executable, "-m", "verl.trainer.main_ppo", *overrides(work, steps)]
+    try:
+        with open(work / "verl.log", "w") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environment(work, ray_tmp),
+                                    cwd=str(work), start_new_session=True)
+            try:
+                rc = proc.wait(timeout=timeout)
+            finally:
+                for pid in [proc.pid, *session_processes(proc.pid)]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                proc.wait()
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    return Result(rc, time.perf_counter() - start, proc.pid)
 
 
 if __name__ == "__main__":
     out = run(Path(sys.argv[1]).resolve(), int(sys.argv[2]) if len(sys.argv) > 2 else 2)
+    print(f"rc {out.returncode}, {out.seconds:.1f} s")
     sys.exit(out.returncode)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 
 import torch.distributed as dist
-
 from verl.plugin.platform.platform_manager import PlatformRegistry
 
 from . import record

@@ -80,9 +80,10 @@ def install() -> None:
     """Wrap rankgrad's registered estimator and verl's ``ppo_loss`` (no-op when recording is off)."""
     if folder() is None:
         return
-    import rankgrad.integrations.verl as rv  # registers (and self-checks) the estimator first
     from verl.trainer.ppo import core_algos
     from verl.workers.utils import losses
+
+    import rankgrad.integrations.verl as rv  # registers (and self-checks) the estimator first
 
     registry = core_algos.ADV_ESTIMATOR_REGISTRY
     if not getattr(registry[rv.NAME], "_verl_e2e", False):
