@@ -1,9 +1,16 @@
-"""``python -m verl_e2e.launch WORKDIR [STEPS]``: build the inputs in WORKDIR and run verl's PPO trainer.
+"""``python -m verl_e2e.launch WORKDIR [STEPS]`` (from ``tests/integrations``, in ``.venv-verl``): build the
+inputs in WORKDIR and run verl's PPO trainer.
 
 Runs ``python -m verl.trainer.main_ppo`` with ``algorithm.adv_estimator=rankgrad`` and
 ``+algorithm.rankgrad.objective=max@4`` on CPU: Ray with 32 logical CPUs and one logical GPU, FSDP2 on
 gloo, the ``hf`` rollout with 8 samples per prompt, 2 prompts per step. The recorders write to
 ``WORKDIR/record``; verl's log goes to ``WORKDIR/verl.log``. The exit status is the trainer's.
+
+What verl 0.9.1 needs to run on CPU, besides :mod:`verl_e2e.plugin`: Ray with more logical CPUs than the
+machine has (each transfer-queue actor takes one) and one storage unit; one logical Ray GPU (verl places
+its workers on GPU bundles); ``VERL_ENGINE_DEVICE=cuda`` (the fsdp2 engine is registered for cuda only);
+SDPA attention (verl turns FlashAttention 2 on); rollout tensor parallel size 1; no ``CUDA_VISIBLE_DEVICES``
+(Ray refuses 1 GPU with an empty list); a short ``RAY_TMPDIR`` (Ray's socket paths stay under 108 bytes).
 """
 
 from __future__ import annotations
