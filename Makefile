@@ -7,7 +7,7 @@ PIP    := -m pip install -q --disable-pip-version-check
 # torch==2.13.0 first: on the project machines that pin resolves to a local CPU wheel (no CUDA pull).
 TORCH  := torch==2.13.0
 
-.PHONY: demo test test-core test-trl test-verl test-skyrl bench clean
+.PHONY: demo test test-core test-trl test-verl test-verl-e2e test-skyrl bench clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ $(VENV)/.test: $(VENV)/.base
 .venv-verl/.ok: pyproject.toml
 	$(PYTHON) -m venv .venv-verl
 	.venv-verl/bin/python $(PIP) $(TORCH)
-	.venv-verl/bin/python $(PIP) -e '.[verl,test]'
+	.venv-verl/bin/python $(PIP) -e '.[verl,test]' 'verl[verl-core]==0.9.1'
 	touch $@
 
 # SkyRL needs Python >= 3.12: pyenv's 3.12 where `python3.12` is not on PATH. On 3.12 torch==2.13.0 is the
@@ -51,6 +51,11 @@ test-trl: .venv-trl/.ok
 test-verl: .venv-verl/.ok
 	.venv-verl/bin/python -m pytest -q tests/integrations/test_verl.py tests/integrations/test_verl_v1.py tests/integrations/test_verl_metrics.py rankgrad/integrations/verl.py
 
+# A real 2-step verl PPO run on CPU (Ray, FSDP2 on gloo, tiny Llama, HF rollout; about 1 minute). Its
+# harness uses verl 0.9.1 internals, which is why that venv pins verl.
+test-verl-e2e: .venv-verl/.ok
+	.venv-verl/bin/python -m pytest -q tests/integrations/test_verl_e2e.py
+
 test-skyrl: .venv-skyrl/.ok
 	.venv-skyrl/bin/python -m pytest -q tests/integrations/test_skyrl.py rankgrad/integrations/skyrl.py
 
@@ -59,7 +64,7 @@ test-core: $(VENV)/.test
 	$(PY) -m pytest -q
 
 # The whole suite: the framework integrations in their venvs, then ruff and the core suite.
-test: test-trl test-verl test-skyrl test-core
+test: test-trl test-verl test-verl-e2e test-skyrl test-core
 
 bench: $(VENV)/.test
 	$(PY) -m benchmarks.run
