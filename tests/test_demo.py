@@ -41,3 +41,22 @@ def test_demo_runs_both_experiments_and_writes_files(tmp_path) -> None:
 def test_demo_help_via_cli(capsys) -> None:
     assert cli_main(["demo", "--help"]) == 0
     assert "--quick" in capsys.readouterr().out
+
+
+def test_demo_threads_reach_torch_and_the_lm_config(tmp_path, monkeypatch) -> None:
+    """--threads T: both experiments run with T torch threads (the LM config carries T too), and the
+    caller's thread count comes back afterwards; --threads 0 is a usage error."""
+    import torch
+
+    seen = {}
+
+    def fake_run_demo(out, risk_config, lm_config, progress):  # noqa: ANN001, ANN202
+        seen.update(threads=torch.get_num_threads(), lm=lm_config.threads, out=out)
+        return {}
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    assert cli_main(["demo", "--quick", "--threads", "1", "--out", str(tmp_path)]) == 0
+    assert seen == {"threads": 1, "lm": 1, "out": str(tmp_path)}
+    assert torch.get_num_threads() == before
+    assert cli_main(["demo", "--threads", "0"]) == 2

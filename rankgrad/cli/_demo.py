@@ -6,7 +6,7 @@ import argparse
 import importlib
 import os
 
-from rankgrad.cli._common import EXIT_OK, CliError, seed_arg
+from rankgrad.cli._common import EXIT_OK, CliError, positive_int, seed_arg
 
 HELP = "run the demo experiments (risk-sensitive gridworld, best-of-K language model)"
 
@@ -14,6 +14,7 @@ EPILOG = """\
 examples:
   rankgrad demo --quick                 # seconds: reduced sizes, used by the smoke tests
   rankgrad demo --out results/ --seed 1
+  rankgrad demo --threads 1             # on a loaded machine: no thread contention
 
 Each experiment writes a PNG and a JSON into --out. Needs the experiments extra:
 pip install 'rankgrad[experiments]'."""
@@ -26,6 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="a reduced run (seconds)")
     p.add_argument("--seed", type=seed_arg, help="base random seed, 0 <= S < 2**64")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=positive_int, metavar="T",
+                   help="torch CPU threads (default: torch's choice; 1 on a loaded machine)")
     p.set_defaults(func=run)
 
 
@@ -48,5 +51,7 @@ def run(args: argparse.Namespace) -> int:
         argv += ["--seed", str(args.seed)]
     if args.no_progress:
         argv.append("--no-progress")
+    if args.threads is not None:
+        argv += ["--threads", str(args.threads)]
     rc = demo.main(argv)
     return EXIT_OK if rc is None else int(rc) if isinstance(rc, int) else EXIT_OK

@@ -121,7 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="the smoke-test settings (about a minute)")
     p.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads for both experiments (default: torch's choice; on a loaded "
+                        "machine 1 avoids threads fighting over the cores)")
     args = p.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads: expected an integer >= 1, got {args.threads}")
     try:
         from rankgrad.experiments import bestofk, risk
     except ImportError as e:  # torch / gymnasium / matplotlib missing
@@ -130,8 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     risk_config = risk.Config.quick() if args.quick else risk.Config.demo()
     lm_config = bestofk.Config.quick() if args.quick else bestofk.Config.demo()
     risk_config = dataclasses.replace(risk_config, seed=args.seed)
-    lm_config = dataclasses.replace(lm_config, seed=args.seed)
-    summary = run_demo(args.out, risk_config, lm_config, progress=not args.no_progress)
+    lm_config = dataclasses.replace(lm_config, seed=args.seed, threads=args.threads)
+    import torch
+
+    previous = torch.get_num_threads()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        summary = run_demo(args.out, risk_config, lm_config, progress=not args.no_progress)
+    finally:
+        torch.set_num_threads(previous)
     del summary  # the tables above say whether the diagonal won; the demo itself always succeeds
     return 0
 
