@@ -17,6 +17,6 @@ collect_ignore = [
     ]
     if importlib.util.find_spec(module) is None
 ]
-# Scripts that integration tests launch in subprocesses (e.g. under `accelerate launch`): not test
-# modules, and importing them would start their work.
-collect_ignore_glob = ["tests/integrations/_*.py"]
+# Scripts and harnesses that integration tests launch in subprocesses (`accelerate launch`, the verl
+# end-to-end run): not test modules; they need their framework and importing them would start work.
+collect_ignore_glob = ["tests/integrations/_*.py", "tests/integrations/verl_e2e/*"]
