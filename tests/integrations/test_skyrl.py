@@ -33,26 +33,13 @@ from skyrl.train.config import AlgorithmConfig, SkyRLTrainConfig  # noqa: E402
 import rankgrad  # noqa: E402
 import rankgrad.integrations.skyrl as rs  # noqa: E402
 from tests import brute  # noqa: E402
-
-SIZES = (6, 9, 5, 11, 7)  # rollouts per prompt: unequal, as after filtering or in multi-turn batches
-T = 7  # response length (padded)
+from tests.integrations._token_batches import SIZES, T, token_batch  # noqa: E402
 
 
 # ------------------------------------------------------------------------------ fixtures
 def _batch(sizes=SIZES, seed: int = 0, dense: bool = False, nan_rows=()):
     """(token_level_rewards [B, T] float32, response_mask [B, T] int64, uids: list of str)."""
-    rng = np.random.default_rng(seed)
-    uids = np.array([f"prompt-{g}" for g, n in enumerate(sizes) for _ in range(n)], dtype=object)
-    uids = uids[rng.permutation(uids.size)]  # groups interleaved, as after batch balancing
-    b = uids.size
-    lengths = rng.integers(1, T + 1, size=b)
-    mask = (np.arange(T)[None, :] < lengths[:, None]).astype(np.int64)
-    rewards = np.zeros((b, T), np.float32)
-    rewards[np.arange(b), lengths - 1] = rng.integers(0, 3, size=b) / 2  # {0, 0.5, 1}: many ties
-    if dense:  # e.g. a per-token KL penalty folded into the rewards (use_kl_in_reward)
-        rewards += (rng.normal(size=(b, T)) * 0.1 * mask).astype(np.float32)
-    for row in nan_rows:
-        rewards[row, lengths[row] - 1] = np.nan
+    rewards, mask, uids = token_batch(sizes, seed, dense, tuple(nan_rows))
     return torch.from_numpy(rewards), torch.from_numpy(mask), uids.tolist()
 
 
