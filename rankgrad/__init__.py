@@ -18,6 +18,7 @@ Only NumPy is imported here; torch and jax load when you pass their arrays.
 """
 
 from rankgrad import exact, metrics, noisy, objectives, sampling, schedules
+from rankgrad._src.errors import InputTypeError
 from rankgrad._src.estimators import (
     ESTIMATORS,
     EstimatorInfo,
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ESTIMATORS",
     "EstimatorInfo",
+    "InputTypeError",
     "Objective",
     "advantages",
     "exact",

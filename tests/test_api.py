@@ -21,6 +21,17 @@ def test_public_names_resolve():
     }
 
 
+def test_input_type_error_is_public_and_both_a_type_and_a_value_error():
+    """Wrong types raise rankgrad.InputTypeError, which callers can catch as TypeError or ValueError."""
+    for exc in (rankgrad.InputTypeError, TypeError, ValueError):
+        try:
+            rankgrad.advantages(np.array([1.0 + 1j, 2.0, 3.0]), "mean")
+        except exc as err:
+            assert type(err) is rankgrad.InputTypeError and "rewards" in str(err)
+        else:
+            raise AssertionError("complex rewards were accepted")
+
+
 def test_import_needs_numpy_only():
     code = (
         "import sys, numpy as np, rankgrad\n"

@@ -1,4 +1,4 @@
-"""Exception types shared by every layer.
+"""Exception types shared by every layer (public as ``rankgrad.InputTypeError``).
 
 Wrong *types* (a complex reward array, a mask of strings, a float where an id belongs) raise
 :class:`InputTypeError`. It is a :class:`TypeError`, as Python convention asks, and also a
