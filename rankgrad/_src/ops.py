@@ -31,8 +31,9 @@ def is_jax(x: object) -> bool:
 class _TableCache:
     """A bounded, thread-safe LRU of weight tables already converted to a backend's dtype and device.
 
-    Look-ups and insertions hold one lock (no reader sees a half-evicted entry); building a missing
-    table runs outside it, so two threads may build the same table once each (same result).
+    Look-ups and insertions hold one lock (no reader sees a half-evicted entry); the caller builds a
+    missing table between ``lookup`` and ``put``, outside the lock, so two threads may build the same
+    table once each (same result).
     """
 
     def __init__(self, maxsize: int = 256) -> None:
@@ -53,14 +54,6 @@ class _TableCache:
             self.data.move_to_end(key)
             while len(self.data) > max(self.maxsize, 0):
                 self.data.popitem(last=False)
-
-    def get(self, key: tuple, make):  # noqa: ANN001
-        hit = self.lookup(key)
-        if hit is not None:
-            return hit
-        value = make()
-        self.put(key, value)
-        return value
 
 
 class Ops:
