@@ -231,7 +231,6 @@ def _trajectories(
     bad_rows = valid & ~finite
     t_bad = np.zeros(t, dtype=bool)
     t_bad[codes[bad_rows]] = True
-    rep = np.where(t_bad, np.full(t, b, dtype=np.int64), rep)
     if t_bad.any():  # a non-finite kept row stands for its trajectory
         bad_first = np.full(t, b, dtype=np.int64)
         np.minimum.at(bad_first, codes[bad_rows], order[bad_rows])
