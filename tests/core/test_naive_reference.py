@@ -21,7 +21,7 @@ from benchmarks.naive import (
     naive_value,
 )
 from tests import brute
-from tests.conftest import to_backend, to_numpy
+from tests.backends import to_backend, to_numpy
 
 RTOL = 1e-10
 

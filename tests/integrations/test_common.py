@@ -11,9 +11,8 @@ import pytest
 
 import rankgrad
 from rankgrad.integrations import group_advantages, token_advantages
-
-from . import brute
-from .conftest import to_backend, to_numpy
+from tests import brute
+from tests.backends import to_backend, to_numpy
 
 
 def _expected(scores: np.ndarray, labels: np.ndarray, w: np.ndarray, valid: np.ndarray) -> np.ndarray:

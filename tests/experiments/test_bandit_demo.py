@@ -10,7 +10,7 @@ import pytest
 
 import rankgrad
 
-DEMO_PATH = Path(__file__).resolve().parents[1] / "examples" / "bandit_demo.py"
+DEMO_PATH = Path(__file__).resolve().parents[2] / "examples" / "bandit_demo.py"
 
 
 def _load_demo():

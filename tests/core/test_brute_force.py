@@ -10,7 +10,7 @@ import pytest
 
 import rankgrad
 from tests import brute
-from tests.conftest import to_backend, to_numpy
+from tests.backends import to_backend, to_numpy
 
 PRESETS = (
     "mean",

@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 
 import rankgrad
 from rankgrad.integrations import group_advantages
-
-from . import brute
-from .conftest import to_backend, to_numpy
+from tests import brute
+from tests.backends import to_backend, to_numpy
 
 
 def _brute(y: np.ndarray, objective: str) -> np.ndarray:

@@ -87,7 +87,7 @@ def test_torch_sampler():
 
 
 def test_simulated_pool_gradient_score_needs_fewer_rollouts():
-    path = Path(__file__).resolve().parents[1] / "examples" / "prompt_sampling.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "prompt_sampling.py"
     spec = importlib.util.spec_from_file_location("prompt_sampling", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -31,9 +31,8 @@ from rankgrad._src import weights as W
 from rankgrad._src.errors import InputTypeError
 from rankgrad._src.layout import bucket_plan, bucketed, group_codes
 from rankgrad.integrations import group_advantages, token_advantages
-
-from . import brute
-from .conftest import to_backend, to_numpy
+from tests import brute
+from tests.backends import to_backend, to_numpy
 
 
 def _w(spec: str) -> np.ndarray:

@@ -96,7 +96,7 @@ def test_errors():
 
 
 def test_through_the_main_entry_point(backend):
-    from tests.conftest import to_backend, to_numpy
+    from tests.backends import to_backend, to_numpy
 
     r = np.array([[1.0, 0, 0, 1, 0, 1, 0, 0], [0.0, 0, 0, 1, 0, 0, 0, 0]])
     got = to_numpy(rankgrad.advantages(to_backend(r, backend), "max@3", noise=(0.1, 0.2)))
@@ -172,7 +172,7 @@ def test_forward_correction_errors():
 
 
 def test_forward_through_the_main_entry_point(backend):
-    from tests.conftest import to_backend, to_numpy
+    from tests.backends import to_backend, to_numpy
 
     r = np.array([1.0, 0, 0, 1, 0, 1, 0, 0, 1, 1, 0])
     ids = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2])
@@ -181,7 +181,7 @@ def test_forward_through_the_main_entry_point(backend):
 
 
 def test_value_through_the_main_entry_point(backend):
-    from tests.conftest import to_backend, to_numpy
+    from tests.backends import to_backend, to_numpy
 
     r = np.array([[1.0, 0, 0, 1, 0, 1, 0, 0], [0.0, 0, 0, 1, 0, 0, 0, 0]])
     got = to_numpy(rankgrad.value(to_backend(r, backend), "max@3", noise=(0.1, 0.2)))

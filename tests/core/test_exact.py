@@ -8,7 +8,7 @@ import torch
 
 import rankgrad
 from tests import brute
-from tests.conftest import to_backend, to_numpy
+from tests.backends import to_backend, to_numpy
 
 SPECS = ["mean", "max@3", "min@3", "median@3", "rank:2@4", "cvar:0.5@4", "upper:0.25@4",
          "quantile:0.3@3", "trim:1@4", "winsor:1@4", "hd:0.7@3", "gini@3", "lmoment:3@4", "max@1"]

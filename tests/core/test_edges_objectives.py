@@ -26,7 +26,7 @@ from rankgrad import objectives as O
 from rankgrad._src import objectives as src
 from rankgrad._src.errors import InputTypeError
 from tests import brute
-from tests.conftest import to_backend, to_numpy
+from tests.backends import to_backend, to_numpy
 
 KS = (0.5, 1.5, 2.7, 3)
 KINDS = ("max", "min")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rankgrad
-from tests.conftest import to_backend, to_numpy
+from tests.backends import to_backend, to_numpy
 
 
 def _midrank_brute(y: np.ndarray) -> np.ndarray:

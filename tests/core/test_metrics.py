@@ -17,7 +17,7 @@ from rankgrad._src.errors import InputTypeError
 from rankgrad.integrations import group_advantages
 from rankgrad.metrics import advantage_stats, default_ks, max_at_k, min_at_k, pass_at_k, training_metrics
 from tests import brute
-from tests.conftest import BACKENDS, to_backend
+from tests.backends import BACKENDS, to_backend
 
 
 def _enum_max(y: np.ndarray, k: int) -> float:

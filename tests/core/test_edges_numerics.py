@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 import rankgrad
 from rankgrad._src.errors import InputTypeError
 from tests import brute
-from tests.conftest import BACKENDS, to_backend, to_numpy
+from tests.backends import BACKENDS, to_backend, to_numpy
 
 G, N = 4, 6  # the shape of most cases
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rankgrad
-from tests.conftest import to_backend
+from tests.backends import to_backend
 
 Y = np.arange(12.0).reshape(2, 6)
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rankgrad
-from tests.conftest import to_backend, to_numpy
+from tests.backends import to_backend, to_numpy
 
 SPECS = ["mean", "max@3", "min@2", "median@4", "cvar:0.3@5", "upper:0.5@4", "trim:1@5",
          "quantile:0.7@3", "gini@3", "hd:0.5@4", "lmoment:3@3", "rank:2@4", "winsor:1@4"]

@@ -1,7 +1,7 @@
 """`rankgrad demo` wiring: both reduced experiments run, their tables print, files are written.
 
 The headlines themselves (the diagonal wins) are asserted by each experiment's own quick-mode test
-(tests/test_experiment_risk.py, tests/test_experiment_bestofk.py); here the settings are tiny so that
+(tests/experiments/test_risk.py, tests/experiments/test_bestofk.py); here the settings are tiny so that
 only the plumbing is exercised.
 """
 

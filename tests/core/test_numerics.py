@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import rankgrad
-from tests.conftest import to_backend, to_numpy
+from tests.backends import to_backend, to_numpy
 
 N, K = 100_000, 1_000
 
