@@ -1,11 +1,13 @@
 """Shared plumbing for the experiments: arguments, seeds, output files, progress bars.
 
-Every experiment module ``rankgrad.experiments.<name>`` has the same shape (read it top to bottom):
+Every experiment module (``rankgrad.experiments.<name>`` for the studies ``rankgrad demo`` runs, the
+top-level ``experiments.<name>`` of a checkout for the research ones) has the same shape (read it top to
+bottom):
 
 * ``Config`` — a dataclass of every knob, with a ``quick()`` variant used by the smoke tests;
 * ``run(config, out_dir, progress=True) -> dict`` — trains / measures, writes ``<name>.png`` and
   ``<name>.json`` into ``out_dir`` and returns the same numbers it wrote;
-* ``main(argv=None)`` — ``python -m rankgrad.experiments.<name> [--quick] [--seed S] [--out DIR]``.
+* ``main(argv=None)`` — ``python -m <module> [--quick] [--seed S] [--out DIR]``.
 """
 
 from __future__ import annotations

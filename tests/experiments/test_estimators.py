@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
 
-from rankgrad.experiments import accuracy, pathwise, variance  # noqa: E402
+from experiments import accuracy, pathwise, variance  # noqa: E402
 
 pytestmark = pytest.mark.slow  # runs an experiment; skipped by the inner loop `pytest -m "not slow"`
 

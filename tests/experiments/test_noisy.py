@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
 
-from rankgrad.experiments import noisy as ne  # noqa: E402
+from experiments import noisy as ne  # noqa: E402
 
 pytestmark = pytest.mark.slow  # runs an experiment; skipped by the inner loop `pytest -m "not slow"`
 

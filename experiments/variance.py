@@ -51,7 +51,7 @@ biased Chen (q − V)/σ and plain GRPO have lower variance still (down to 0.3×
 across prompts of mixed difficulty they are biased by 0.1–0.24 and 0.34–0.68 of ‖∇J‖ at the best global
 scale (on a single prompt their mean is exactly proportional to ∇pass@K).
 
-Run: ``python -m rankgrad.experiments.variance [--quick] [--seed S] [--out DIR]``.
+Run: ``python -m experiments.variance [--quick] [--seed S] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ from typing import Any
 import numpy as np
 
 import rankgrad
+from experiments.accuracy import lr_gradients
 from rankgrad.experiments import _common
-from rankgrad.experiments.accuracy import lr_gradients
 
 NAME = "variance"
 
@@ -453,7 +453,7 @@ def _figure(results: list[dict[str, Any]], cfg: Config) -> Any:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command line: ``python -m rankgrad.experiments.variance [--quick] [--seed S] [--out DIR]``."""
+    """Command line: ``python -m experiments.variance [--quick] [--seed S] [--out DIR]``."""
     args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
     cfg = Config.quick(args.seed) if args.quick else Config(seed=args.seed)
     return run(cfg, args.out, progress=not args.no_progress)

@@ -55,7 +55,7 @@ at the clean optimum the naive gradient over-weights the easy prompts relative t
 At the two milder settings the correction helps at every learning rate tried. This is a bandit with
 exact values; whether 31× the variance is affordable for a language model is not measured here.
 
-Run: ``python -m rankgrad.experiments.noisy [--quick] [--seed S] [--out DIR]`` (the default takes
+Run: ``python -m experiments.noisy [--quick] [--seed S] [--out DIR]`` (the default takes
 about 15 s on one CPU thread; ``--quick`` about 3 s: the smoke test's run).
 """
 
@@ -453,7 +453,7 @@ def _figure(results: list[dict[str, Any]], cfg: Config) -> Any:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command line: ``python -m rankgrad.experiments.noisy [--quick] [--seed S] [--out DIR]``."""
+    """Command line: ``python -m experiments.noisy [--quick] [--seed S] [--out DIR]``."""
     import torch
 
     torch.set_num_threads(1)  # torch only handles 3-parameter problems here: more threads only add overhead

@@ -22,7 +22,7 @@ slope ≈ −0.5) down to the last T, with no plateau: the grand mean over all R
 standard errors of the exact value (z-scores in the JSON), while the plug-in errors level off at their
 bias.
 
-Run: ``python -m rankgrad.experiments.accuracy [--quick] [--seed S] [--out DIR]``.
+Run: ``python -m experiments.accuracy [--quick] [--seed S] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def _figure(results: list[dict[str, Any]], cfg: Config) -> Any:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command line: ``python -m rankgrad.experiments.accuracy [--quick] [--seed S] [--out DIR]``."""
+    """Command line: ``python -m experiments.accuracy [--quick] [--seed S] [--out DIR]``."""
     args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
     cfg = Config.quick(args.seed) if args.quick else Config(seed=args.seed)
     return run(cfg, args.out, progress=not args.no_progress)

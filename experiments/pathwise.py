@@ -28,7 +28,7 @@ once the policy spans both bumps (σ ≥ 1; cvar is level at σ = 2); on the rou
 change). In training (Adam, 32 samples per step) the two reach the same J on the smooth reward (max@8
 differs within the seed spread: some runs find the tall bump); on the rough reward LR ends higher.
 
-Run: ``python -m rankgrad.experiments.pathwise [--quick] [--seed S] [--out DIR]``.
+Run: ``python -m experiments.pathwise [--quick] [--seed S] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -340,7 +340,7 @@ def _figure(sweep: list[dict[str, Any]], curves: dict[str, Any], cfg: Config) ->
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command line: ``python -m rankgrad.experiments.pathwise [--quick] [--seed S] [--out DIR]``."""
+    """Command line: ``python -m experiments.pathwise [--quick] [--seed S] [--out DIR]``."""
     args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
     cfg = Config.quick(args.seed) if args.quick else Config(seed=args.seed)
     return run(cfg, args.out, progress=not args.no_progress)
