@@ -378,7 +378,7 @@ def run(config: Config, out_dir: str, progress: bool = True) -> dict[str, Any]:
         "results": results,
         "seconds": seconds,
     }
-    return _common.write_outputs(out_dir, NAME, out, _figure(results, config))
+    return _common.write_outputs(out_dir, NAME, out, plot=plot)
 
 
 def _claim_text(r: dict[str, Any]) -> str:
@@ -420,41 +420,86 @@ def _print_table(results: list[dict[str, Any]], cfg: Config) -> None:
               + f"  (noise ~{r['estimators']['ordergrad']['bias_noise_rel']:.3f})")
 
 
-def _figure(results: list[dict[str, Any]], cfg: Config) -> Any:
+# one marker per estimator, so that curves lying on each other can still be told apart
+MARKERS = {"ordergrad": "o", "pkpo_s": "s", "pkpo_sloo": "D", "pkpo_sloo1": "^", "reinforce": "v",
+           "rloo_passk": "P", "grpo_passk": "x", "chen_passk": "+", "grpo": "*"}
+
+
+def plot(results: dict[str, Any]) -> Any:
+    """Variance and bias of every estimator per prompt set (rows) and policy (tabular / linear), drawn from
+    the results as ``variance.json`` stores them."""
     plt = _common.pyplot()
-    rows = len(cfg.prompt_sets)
-    fig, axes = plt.subplots(rows, 2, figsize=(12.5, 3.9 * rows), squeeze=False)
+    cfg = results["config"]
+    prompt_sets = [tuple(ps) for ps in cfg["prompt_sets"]]
+    unbiased = {n: bool(v["unbiased"]) for n, v in results["estimators"].items()}
+    names = list(unbiased)
+    biased = [n for n in names if not unbiased[n]]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for row, ps in enumerate(cfg.prompt_sets):
+    colour = {n: colours[i % len(colours)] for i, n in enumerate(names)}
+    rows = len(prompt_sets)
+    fig, axes = plt.subplots(rows, 4, figsize=(18, 3.7 * rows), squeeze=False,
+                             gridspec_kw={"width_ratios": (1.35, 1, 1.35, 1)})
+    handles: dict[str, Any] = {}
+    for row, ps in enumerate(prompt_sets):
+        rates = ", ".join(f"{t:g}" for t in ps)
+        where = f"pass rate{'s' if len(ps) > 1 else ''} {rates}"
         for col, kind in enumerate(("tabular", "linear")):
-            ax = axes[row, col]
-            rs = [r for r in results if r["kind"] == kind and tuple(r["target_pass_rates"]) == tuple(ps)]
+            ax_v, ax_b = axes[row, 2 * col], axes[row, 2 * col + 1]
+            rs = [r for r in results["results"]
+                  if r["kind"] == kind and tuple(r["target_pass_rates"]) == ps]
             if not rs:
-                ax.axis("off")
+                ax_v.axis("off")
+                ax_b.axis("off")
                 continue
             xs = [r["arms"] if kind == "tabular" else r["dim"] for r in rs]
-            for i, n in enumerate(ESTIMATORS):
-                unbiased = ESTIMATORS[n][0]
-                ys = [r["estimators"][n]["var_rel"] for r in rs]
-                label = n + ("" if unbiased else " (biased; oracle scale)")
-                ax.loglog(xs, ys, "-o" if unbiased else "--x", color=colours[i % len(colours)], ms=4,
-                          lw=2.6 if n == "ordergrad" else 1.2, label=label)
-            ax.set_xticks(xs, [str(v) for v in xs])
-            ax.minorticks_off()
-            ax.set_xlabel("arms M per prompt" if kind == "tabular" else f"feature dim d (M={rs[0]['arms']})")
-            ax.set_ylabel("E‖g − E g‖² / ‖∇J‖²")
-            rates = ", ".join(f"{t:g}" for t in ps)
-            ax.set_title(f"{kind} softmax, pass rate{'s' if len(ps) > 1 else ''} {rates}", fontsize=10)
-            ax.grid(True, which="both", alpha=0.3)
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"Per-batch gradient variance for pass@{cfg.k}, N={cfg.group_size} (lower is better)")
-    fig.tight_layout()
+            for n in names:
+                ys = [float(r["estimators"][n]["var_rel"]) for r in rs]
+                (h,) = ax_v.loglog(xs, ys, "-" if unbiased[n] else "--", marker=MARKERS.get(n, "o"),
+                                   color=colour[n], ms=6 if n == "ordergrad" else 5, mfc="none",
+                                   lw=2.6 if n == "ordergrad" else 1.2, zorder=3 if n == "ordergrad" else 2)
+                handles.setdefault(n, h)
+            # bias at the oracle scale; an unbiased estimator measures only noise, of about bias_noise_rel
+            noise = [2 * float(r["estimators"]["ordergrad"]["bias_noise_rel"]) for r in rs]
+            band = ax_b.fill_between(xs, 1e-4, noise, color="0.85", lw=0, zorder=1)
+            handles.setdefault("noise", band)
+            for n in biased:
+                ys = [max(float(r["estimators"][n]["bias_rel"]), 1e-4) for r in rs]
+                ax_b.loglog(xs, ys, "--", marker=MARKERS.get(n, "o"), color=colour[n], ms=5, mfc="none",
+                            lw=1.2)
+            (h,) = ax_b.loglog(xs, [float(r["estimators"]["ordergrad"]["bias_rel"]) for r in rs], "-",
+                               marker="o", color=colour["ordergrad"], ms=4, lw=1.0, alpha=0.8)
+            ax_b.set_ylim(1e-3, 1.5)
+            xlabel = "arms M per prompt" if kind == "tabular" else f"feature dim d (M={rs[0]['arms']})"
+            for ax in (ax_v, ax_b):
+                ax.set_xticks(xs, [str(v) for v in xs])
+                ax.minorticks_off()
+                ax.set_xlabel(xlabel)
+                ax.grid(True, which="major", alpha=0.3)
+            ax_v.set_ylabel("variance  E‖g − E g‖² / ‖∇J‖²")
+            ax_b.set_ylabel("bias  ‖E g − ∇J‖ / ‖∇J‖")
+            ax_v.set_title(f"{kind} softmax, {where}: variance")
+            ax_b.set_title(f"{kind}, {where}: bias")
+    labels = {n: n + ("" if unbiased[n] else " (biased; oracle scale)") for n in names}
+    labels["noise"] = "bias not resolved: below 2 × the Monte-Carlo error of the mean"
+    order = [*names, "noise"]
+    _common.legend_below(fig, [handles[n] for n in order], [labels[n] for n in order], ncol=4, y=0.045)
+    fig.suptitle(
+        f"Per-batch gradient variance (lower is better) and bias for pass@{cfg['k']}, N={cfg['group_size']}, "
+        f"{cfg['groups']} groups per prompt. Biased estimators are rescaled by the best global factor; their "
+        "bias does not average out over batches.\ngrpo_passk (×) lies on rloo_passk (P) in the variance "
+        "panels; in the bias panels the thin solid line is ordergrad's measured bias (noise only).",
+        fontsize=10.5,
+    )
+    fig.tight_layout(rect=(0, 0.045, 1, 1))
     return fig
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command line: ``python -m experiments.variance [--quick] [--seed S] [--out DIR]``."""
+    """Command line: ``python -m experiments.variance [--quick] [--seed S] [--out DIR]``, or
+    ``--replot variance.json`` (redraws variance.png from the stored numbers; returns ``{"png": path}``)."""
     args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
+    if args.replot:
+        return {"png": _common.replot(args.replot, plot, NAME)}
     cfg = Config.quick(args.seed) if args.quick else Config(seed=args.seed)
     return run(cfg, args.out, progress=not args.no_progress)
 

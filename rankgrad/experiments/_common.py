@@ -7,7 +7,10 @@ bottom):
 * ``Config`` — a dataclass of every knob, with a ``quick()`` variant used by the smoke tests;
 * ``run(config, out_dir, progress=True) -> dict`` — trains / measures, writes ``<name>.png`` and
   ``<name>.json`` into ``out_dir`` and returns the same numbers it wrote;
-* ``main(argv=None)`` — ``python -m <module> [--quick] [--seed S] [--out DIR]``.
+* ``plot(results) -> Figure`` — the figure, drawn from the results *as stored in the JSON* (``run`` draws
+  it from the same JSON-ready form), so that a stored run can be redrawn without running it again;
+* ``main(argv=None)`` — ``python -m <module> [--quick] [--seed S] [--out DIR]``, or
+  ``python -m <module> --replot RESULTS.json`` (redraws the PNG next to the JSON, numbers untouched).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import os
 import pathlib
 import platform
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
@@ -37,6 +40,9 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"folder for the PNG and JSON (default {DEFAULT_OUT}/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--replot", metavar="RESULTS.json", default=None,
+                   help="redraw the PNG of a stored run from its JSON (written next to it) and exit; "
+                        "nothing is re-run and the JSON is not changed")
     return p
 
 
@@ -64,6 +70,11 @@ def progress(items: Iterable[T], *, desc: str, total: int | None = None, enabled
     yield from items
 
 
+def jsonable(x: Any) -> Any:
+    """``x`` as the JSON file stores it: dataclasses → dicts, tuples/arrays → lists, inf/nan → strings."""
+    return _jsonable(x)
+
+
 def _jsonable(x: Any) -> Any:
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
         return _jsonable(dataclasses.asdict(x))
@@ -85,41 +96,98 @@ def machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
 
 
-def write_outputs(out_dir: str | os.PathLike, name: str, results: dict[str, Any], fig: Any = None) -> dict:
-    """Write ``<name>.json`` (results + machine + timestamp) and ``<name>.png`` (if ``fig``) to ``out_dir``.
+def save_figure(fig: Any, path: str | os.PathLike) -> str:
+    """Save ``fig`` as a PNG (120 dpi, tight bounding box, legends outside the axes included) and close it."""
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    import matplotlib.pyplot as plt
 
+    plt.close(fig)
+    return str(path)
+
+
+def write_outputs(out_dir: str | os.PathLike, name: str, results: dict[str, Any], fig: Any = None,
+                  plot: Callable[[dict[str, Any]], Any] | None = None) -> dict:
+    """Write ``<name>.json`` (results + machine + timestamp) and ``<name>.png`` to ``out_dir``.
+
+    The PNG is ``fig`` if given, else ``plot(payload)`` with the payload exactly as the JSON stores it
+    (so ``--replot`` of the JSON draws the same figure); no PNG when neither is given.
     Returns the results with ``"files"`` added (the paths written).
     """
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": str(out / f"{name}.json")}
-    if fig is not None:
+    if fig is not None or plot is not None:
         files["png"] = str(out / f"{name}.png")
-        fig.savefig(files["png"], dpi=120, bbox_inches="tight")
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
     results = dict(results, files=files)
-    payload = dict(results, machine=machine(), written=time.strftime("%Y-%m-%d %H:%M:%S"))
+    payload = _jsonable(dict(results, machine=machine(), written=time.strftime("%Y-%m-%d %H:%M:%S")))
+    if fig is None and plot is not None:
+        fig = plot(payload)
+    if fig is not None:
+        save_figure(fig, files["png"])
     with open(files["json"], "w") as f:
-        json.dump(_jsonable(payload), f, indent=2)
+        json.dump(payload, f, indent=2)
     return results
 
 
+def replot(path: str | os.PathLike, plot: Callable[[dict[str, Any]], Any], name: str | None = None) -> str:
+    """Redraw a stored run: ``plot(json.load(path))`` saved as ``<path without .json>.png``.
+
+    ``name``, if given, must match the JSON's ``"experiment"`` (or ``"name"``) field, so that one
+    experiment's plot is not drawn from another's numbers. The JSON is only read. Returns the PNG's path.
+    """
+    src = pathlib.Path(path)
+    if src.suffix != ".json" or not src.is_file():
+        raise ValueError(f"replot: expected an existing results .json file, got {str(path)!r}.")
+    with open(src) as f:
+        results = json.load(f)
+    stored = results.get("experiment", results.get("name"))
+    if name is not None and stored != name:
+        raise ValueError(f"replot: {str(path)!r} holds the results of {stored!r}, not {name!r}; pass a "
+                         f"{name}.json written by this experiment.")
+    png = src.with_suffix(".png")
+    save_figure(plot(results), png)
+    print(f"wrote {png}")
+    return str(png)
+
+
+LEGEND_FONT = 8.5  # points: the smallest text in a figure
+
+
 def pyplot():
-    """matplotlib.pyplot with the non-interactive Agg backend (no display needed)."""
+    """matplotlib.pyplot with the non-interactive Agg backend (no display needed) and readable text sizes
+    (nothing below ``LEGEND_FONT`` points)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    plt.rcParams.update({"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10,
+                         "legend.fontsize": LEGEND_FONT, "xtick.labelsize": 9, "ytick.labelsize": 9})
     return plt
+
+
+def legend_below(fig: Any, handles: list[Any], labels: list[str], ncol: int, y: float = 0.0) -> Any:
+    """One legend for the whole figure, under the axes (nothing drawn over the data)."""
+    return fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, y), ncol=ncol,
+                      frameon=False, fontsize=LEGEND_FONT)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax over the last axis (numpy, max-shifted)."""
     z = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)
+
+
+def fmt_spread(mean: float, se: float, n: int, digits: int = 3) -> str:
+    """``"m ± se"`` over ``n`` seeds; the number alone with ``" (1 seed)"`` when ``n == 1`` (no spread)."""
+    if n <= 1:
+        return f"{mean:.{digits}f} (1 seed)"
+    return f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def seeds_text(n: int) -> str:
+    """``"1 seed"`` / ``"n seeds"``."""
+    return f"{n} seed{'' if n == 1 else 's'}"
 
 
 def mean_spread(xs: Iterable[float]) -> tuple[float, float]:
