@@ -613,8 +613,7 @@ def run(config: Config, out_dir: str = _common.DEFAULT_OUT, progress: bool = Tru
         "other_start": other_start(config, progress) if config.other_start else None,
         "seconds": {"train": t_train, "total": time.perf_counter() - t0},
     }
-    fig = _figure(config, tr["checkpoints"], arms, pooled, ref)
-    return _common.write_outputs(out_dir, NAME, results, fig)
+    return _common.write_outputs(out_dir, NAME, results, plot=plot)
 
 
 def headline(table: dict[str, dict[str, float]]) -> dict[str, Any]:
@@ -628,45 +627,62 @@ def headline(table: dict[str, dict[str, float]]) -> dict[str, Any]:
     }
 
 
-def _figure(
-    config: Config, x: np.ndarray, arms: dict[str, Any], pooled: dict[str, np.ndarray], ref: dict[str, Any]
-) -> Any:
+# colour and line style per arm: the two tail arms end on the same policy and their curves coincide, so
+# Tamar's is drawn dashed on top of the wider solid cvar line (both stay visible)
+_STYLE = {"mean": ("tab:blue", "-", 1.8, 2), "tail": ("tab:red", "-", 3.2, 2),
+          "tamar": ("tab:green", "--", 1.6, 3)}
+
+
+def plot(results: dict[str, Any]) -> Any:
+    """Learning curves (mean return, CVaR_25) and the deployed return CDF of each arm, drawn from the results
+    as ``risk.json`` stores them."""
     plt = _common.pyplot()
-    fig = plt.figure(figsize=(13, 6.5))
+    config = results["config"]
+    x = np.asarray(results["checkpoints"], dtype=float)
+    ref = results["reference"]
+    fig = plt.figure(figsize=(14, 6.8))
     gs = fig.add_gridspec(2, 2, width_ratios=(1.15, 1.0))
     ax_m, ax_c, ax_f = fig.add_subplot(gs[0, 0]), fig.add_subplot(gs[1, 0]), fig.add_subplot(gs[:, 1])
-    colours = {"mean": "tab:blue", "tail": "tab:red", "tamar": "tab:green"}
-    for arm, d in arms.items():
+    seeds = int(config["seeds"])
+    for arm, d in results["arms"].items():
+        colour, ls, lw, z = _STYLE.get(arm, ("k", "-", 1.5, 2))
         for ax, key in ((ax_m, "curve_mean"), (ax_c, "curve_cvar25")):
-            y = d[key]
-            ax.plot(x, y.mean(axis=0), color=colours[arm], label=d["objective"])
-            ax.fill_between(x, y.min(axis=0), y.max(axis=0), color=colours[arm], alpha=0.2, lw=0)
-        xs = np.sort(pooled[arm])
-        label = f"{d['objective']}: mean {d['mean']:.1f}, CVaR$_{{25}}$ {d['cvar25']:.1f}"
-        ax_f.plot(
-            xs, np.arange(1, xs.size + 1) / xs.size, color=colours[arm], label=label, drawstyle="steps-post"
-        )
-    for route, style in (("bridge", ":"), ("detour", "--")):
+            y = np.asarray(d[key], dtype=float)  # [seeds, checkpoints]
+            ax.plot(x, y.mean(axis=0), color=colour, ls=ls, lw=lw, zorder=z, label=d["objective"])
+            if y.shape[0] > 1:
+                ax.fill_between(x, y.min(axis=0), y.max(axis=0), color=colour, alpha=0.15, lw=0)
+        # the stored CDF is exact: returns are integers and the grid steps by 1
+        cdf_x, cdf_f = np.asarray(d["cdf"]["x"], dtype=float), np.asarray(d["cdf"]["F"], dtype=float)
+        ax_f.plot(cdf_x, cdf_f, color=colour, ls=ls, lw=lw, zorder=z, drawstyle="steps-post",
+                  label=f"{d['objective']}: mean {d['mean']:.1f}, CVaR$_{{25}}$ {d['cvar25']:.1f}")
+    for route, style in (("bridge", ":"), ("detour", "-.")):
         for ax, key in ((ax_m, "mean"), (ax_c, "cvar25")):
-            ax.axhline(ref[route][key], color="grey", ls=style, lw=1, label=f"pure {route}")
-    ax_f.axhline(0.25, color="grey", lw=0.8, ls="--")
-    seeds = f"{config.seeds} seed{'s' if config.seeds > 1 else ''} per arm"
-    ax_m.set(ylabel="mean return", title=f"Learning curves from {config.init} ({seeds}; band: min-max)")
-    ax_c.set(
-        xlabel="updates (update 0 = uniform: mean about -125, off the scale)", ylabel="CVaR$_{25}$ of returns"
-    )
+            ax.axhline(ref[route][key], color="0.45", ls=style, lw=1, zorder=1, label=f"pure {route}")
+    ax_f.axhline(0.25, color="0.45", lw=0.8, ls="--",
+                 label="F = 0.25: CVaR$_{25}$ averages the returns left of a curve's crossing")
+    band = "; band: min–max over seeds" if seeds > 1 else ""
+    ax_m.set(ylabel="mean return",
+             title=f"Learning curves from {config['init']} ({_common.seeds_text(seeds)} per arm{band})")
+    ax_c.set(xlabel="updates (update 0 = uniform: mean about −125, off the scale)",
+             ylabel="CVaR$_{25}$ of returns")
     ax_m.set_ylim(-40, -5)
     ax_c.set_ylim(-60, -5)
-    ax_m.legend(fontsize=8, loc="lower right", ncol=2)
+    for ax in (ax_m, ax_c):
+        ax.grid(alpha=0.3)
+    ax_c.legend(loc="lower right", ncol=2)
     ax_f.set(
         xlabel="episode return",
-        ylabel="fraction of episodes with return <= x",
-        title=f"Deployed return CDF ({config.eval_episodes} episodes per seed, pooled)",
+        ylabel="fraction of episodes with return ≤ x",
+        title=f"Deployed return CDF ({config['eval_episodes']} episodes per seed, pooled)",
         xlim=(-80, 0),
         ylim=(0, 1.01),
     )
-    ax_f.legend(fontsize=8, loc="upper left")
-    fig.suptitle("BridgeWorld: mean-trained takes the bridge; CVaR-trained (rankgrad, Tamar) the detour")
+    ax_f.grid(alpha=0.3)
+    ax_f.legend(loc="center left")
+    fig.suptitle("BridgeWorld: mean-trained takes the bridge; CVaR-trained (rankgrad, Tamar) the detour\n"
+                 "(the cvar:0.25@4 and Tamar policies both end on the detour: their curves coincide, Tamar's "
+                 "drawn dashed over cvar's wider line)", fontsize=11)
+    fig.tight_layout()
     return fig
 
 
@@ -690,6 +706,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=None, help="training seeds per arm (default 3; quick: 1)")
     args = p.parse_args(argv)
+    if args.replot:
+        return {"png": _common.replot(args.replot, plot, NAME)}
     config = dataclasses.replace(Config.quick() if args.quick else Config(), seed=args.seed)
     if args.seeds is not None:
         config = dataclasses.replace(config, seeds=args.seeds)

@@ -266,6 +266,14 @@ def test_quick_run_the_diagonal_wins(tmp_path, capsys):
     assert math.isclose(saved["arms"]["tail"]["cdf"]["F"][-1], 1.0)
     out = capsys.readouterr().out
     assert "cvar:0.25@4" in out and "Tamar" in out
+    # --replot redraws the PNG from the stored JSON alone (no training), leaving the JSON byte for byte
+    stored = (tmp_path / "risk.json").read_bytes()
+    (tmp_path / "risk.png").unlink()
+    assert risk.main(["--replot", str(tmp_path / "risk.json")]) == {"png": str(tmp_path / "risk.png")}
+    assert (tmp_path / "risk.png").stat().st_size > 10_000 and (tmp_path / "risk.json").read_bytes() == stored
+    with pytest.raises(ValueError, match="replot"):  # another experiment's numbers are refused
+        (tmp_path / "other.json").write_text(json.dumps({"experiment": "variance"}))
+        risk.main(["--replot", str(tmp_path / "other.json")])
 
 
 def test_config_variants_and_errors():
