@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rankgrad._src.errors import InputTypeError
+from rankgrad._src.weights import lift
 
 __all__ = [
     "Objective",
@@ -105,6 +106,15 @@ class Objective:
       name: a short label, the preset string where there is one.
       kind: ``"max"`` or ``"min"`` for a fractional-K extreme (the only objectives without weights);
         ignored when ``weights`` is given.
+      parts: for a mixture, its terms as ``(coefficient, objective)`` pairs (each objective a
+        non-mixture); ``()`` otherwise. For display, logging and schedules: equality and hashing use
+        ``k`` and ``weights`` only. :attr:`terms` gives ``((1.0, self),)`` for a non-mixture.
+
+    Mixtures: ``+``, ``-``, unary ``-``, ``*`` and ``/`` by a real scalar combine objectives of any
+    integer K into one objective at K = the largest K of the parts, each part lifted to it
+    (:func:`rankgrad._src.weights.lift`: the same J and the same U-statistic). Its LR advantages are
+    Σ_j c_j (K_j/K) a^{(j)}, so with the usual scale K/N (K the mixture's K) the gradient estimate is
+    Σ_j c_j ∇J_{K_j}; they need N >= K + 1 of that K. Parsed strings: ``"0.5*mean + 0.5*max@8"``.
 
     Raises:
       ValueError: weights that are empty, not 1-D, not finite or not of length ``k``; a ``k`` that is
@@ -117,10 +127,15 @@ class Objective:
     weights: np.ndarray | None = field(repr=False)
     name: str = ""
     kind: str = field(default="weights", repr=False, compare=False)
+    parts: tuple[tuple[float, Objective], ...] = field(default=(), repr=False, compare=False)
+
+    # Numpy scalars on the left of ``*`` defer to Objective.__rmul__ instead of building object arrays.
+    __array_ufunc__ = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
             raise InputTypeError(f"name: expected a string label, got {type(self.name).__name__}.")
+        object.__setattr__(self, "parts", _check_parts(self.parts))
         k = _real(self.k, "k")
         if self.weights is None:
             if self.kind not in ("max", "min"):
@@ -175,6 +190,43 @@ class Objective:
             return f"Objective({self.name!r}, k={self.k})"
         w = np.array2string(self.weights, precision=4, threshold=8)
         return f"Objective({self.name!r}, k={self.k}, weights(top-first)={w})"
+
+    # ------------------------------------------------------------ arithmetic
+    @property
+    def terms(self) -> tuple[tuple[float, Objective], ...]:
+        """``(coefficient, objective)`` pairs this objective is the sum of: :attr:`parts` for a
+        mixture, ``((1.0, self),)`` otherwise."""
+        return self.parts or ((1.0, self),)
+
+    def __add__(self, other: object) -> Objective:
+        if not isinstance(other, Objective):
+            return NotImplemented
+        return _combine([*self.terms, *other.terms])
+
+    def __radd__(self, other: object) -> Objective:
+        if isinstance(other, int) and not isinstance(other, bool) and other == 0:
+            return self  # sum([...]) starts from 0
+        return NotImplemented
+
+    def __sub__(self, other: object) -> Objective:
+        if not isinstance(other, Objective):
+            return NotImplemented
+        return _combine([*self.terms, *((-c, o) for c, o in other.terms)])
+
+    def __neg__(self) -> Objective:
+        return self * -1.0
+
+    def __mul__(self, c: object) -> Objective:
+        c = _coefficient(c, "*")
+        return _combine([(c * a, o) for a, o in self.terms])
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, c: object) -> Objective:
+        c = _coefficient(c, "/")
+        if c == 0.0:
+            raise ZeroDivisionError("objective / c: c must be nonzero.")
+        return _combine([(a / c, o) for a, o in self.terms])
 
     # ------------------------------------------------------------------ views
     @property
@@ -299,6 +351,87 @@ class Objective:
 
 
 ObjectiveLike = Objective | str
+
+
+# --------------------------------------------------------------------- mixtures
+def _coefficient(c: object, op: str) -> float:
+    """A mixture coefficient: a finite real number (not a bool)."""
+    if isinstance(c, bool) or not isinstance(c, numbers.Real):
+        raise InputTypeError(
+            f"coefficient: objective {op} c needs a real number c, got {type(c).__name__} {c!r:.60}; "
+            "combine objectives with +, - and real scalars, e.g. 0.5 * mean() + 0.5 * best_of_k(8)."
+        )
+    v = _real(c, "coefficient")
+    if not math.isfinite(v):
+        raise ValueError(f"coefficient: expected a finite number in objective {op} c, got {c!r}.")
+    return v
+
+
+def _check_parts(parts: object) -> tuple[tuple[float, Objective], ...]:
+    if not isinstance(parts, tuple) or not all(
+        isinstance(t, tuple) and len(t) == 2 and isinstance(t[1], Objective) for t in parts
+    ):
+        raise InputTypeError(
+            "parts: expected a tuple of (coefficient, Objective) pairs; build mixtures with + and * "
+            "(e.g. 0.5 * mean() + 0.5 * best_of_k(8)) rather than by hand."
+        )
+    out = tuple((_coefficient(c, "*"), o) for c, o in parts)
+    if any(o.parts for _, o in out):
+        raise ValueError("parts: each part is a single objective (a mixture lists its parts' parts).")
+    return out
+
+
+def _coef_text(c: float) -> str:
+    """Shortest text that reads back as ``c`` (``2`` rather than ``2.0``)."""
+    if c.is_integer() and abs(c) < 1e15:
+        return str(int(c))
+    return repr(c)
+
+
+def _mixture_name(terms: list[tuple[float, Objective]]) -> str:
+    out = []
+    for i, (c, o) in enumerate(terms):
+        label = o.name or f"weights@{o.k}"
+        mag = abs(c)
+        body = label if mag == 1.0 else f"{_coef_text(mag)}*{label}"
+        if i == 0:
+            out.append(f"-{body}" if c < 0 else body)
+        else:
+            out.append(f" {'-' if c < 0 else '+'} {body}")
+    return "".join(out)
+
+
+def _combine(terms: list[tuple[float, Objective]]) -> Objective:
+    """Σ_j c_j · O_j as one objective at K = max_j K_j, each part's weights lifted to that K.
+
+    Equal parts (by value) are merged, in order of first appearance. A single part with
+    coefficient 1 is returned as it is.
+    """
+    merged: dict[Objective, list] = {}
+    for c, o in terms:
+        if o.weights is None:
+            raise ValueError(
+                f"objective: {o.name!r} has fractional K={o.k:g} and cannot be mixed (a mixture lifts "
+                "every part to one integer K); use an integer K, or evaluate the fractional objective "
+                "alone with rankgrad.exact."
+            )
+        if o in merged:
+            merged[o][0] += c
+        else:
+            merged[o] = [c, o]
+    parts = [(c, o) for c, o in merged.values()]
+    for c, o in parts:
+        if not math.isfinite(c):
+            raise ValueError(f"coefficient: the coefficient of {o.name!r} overflows to {c}.")
+    if len(parts) == 1 and parts[0][0] == 1.0:
+        return parts[0][1]
+    k = max(int(o.k) for _, o in parts)
+    low = np.zeros(k)
+    for c, o in parts:
+        low += c * lift(o.low_first, k)
+    if not np.all(np.isfinite(low)):
+        raise ValueError("coefficient: the mixture's weights overflow float64; use smaller coefficients.")
+    return Objective(k=k, weights=low[::-1], name=_mixture_name(parts), parts=tuple(parts))
 
 
 # ---------------------------------------------------------------------- helpers
@@ -621,6 +754,7 @@ def _parse_error(spec: str, why: str) -> ValueError:
     forms = "\n  ".join(PRESET_FORMS)
     return ValueError(
         f"objective: cannot parse {_shown(spec)} ({why}). Valid forms:\n  {forms}\n"
+        "or a mixture of them, e.g. '0.5*mean + 0.5*max@8' (terms c*preset joined by + and -),\n"
         "or an Objective, e.g. rankgrad.Objective.from_weights([1, 0, 0, 0]) (top-first)."
     )
 
@@ -633,35 +767,123 @@ def _type_error(objective: object) -> InputTypeError:
     )
 
 
-def _tokens(spec: str) -> tuple[str, str | None, str | None]:
-    """``name[:param][@K]`` → (name, param or None, K or None), by splitting (no backtracking)."""
-    s = spec.strip().lower()
+class _Why(ValueError):
+    """Why one preset term does not parse (turned into the full parse error by the caller)."""
+
+
+def _split_preset(text: str) -> tuple[str, str | None, str | None]:
+    s = text.strip().lower()
     head, at, k_str = s.partition("@")
     name, colon, param = head.partition(":")
     if "@" in k_str:
-        raise _parse_error(spec, "more than one '@'")
+        raise _Why("more than one '@'")
     if ":" in param or ":" in k_str:
-        raise _parse_error(spec, "more than one ':' or a ':' after '@'")
+        raise _Why("more than one ':' or a ':' after '@'")
     if _NAME.fullmatch(name) is None:
-        raise _parse_error(spec, "not of the form name[:param]@K, name in letters and '_'")
+        raise _Why("not of the form name[:param]@K, name in letters and '_'")
     if colon and _NUMBER.fullmatch(param) is None:
-        raise _parse_error(spec, f"the parameter {param!r} is not a plain decimal number")
+        raise _Why(f"the parameter {param!r} is not a plain decimal number")
     if at and _NUMBER.fullmatch(k_str) is None:
-        raise _parse_error(spec, f"K={k_str!r} is not a plain decimal number")
+        raise _Why(f"K={k_str!r} is not a plain decimal number")
     return name, (param if colon else None), (k_str if at else None)
 
 
-def parse(spec: str) -> Objective:
-    """Parse a preset string such as ``"max@4"``, ``"cvar:0.25@8"`` or ``"rank:2@5"``.
+def _tokens(spec: str) -> tuple[str, str | None, str | None]:
+    """``name[:param][@K]`` → (name, param or None, K or None), by splitting (no backtracking)."""
+    try:
+        return _split_preset(spec)
+    except _Why as why:
+        raise _parse_error(spec, str(why)) from None
 
-    The string is ``name[:param][@K]`` (case and surrounding spaces ignored), at most
-    ``MAX_SPEC_LENGTH`` = 200 characters; numbers are plain decimals (``4``, ``0.25``, ``1e3``) and
-    K is at most ``MAX_K`` = 1,000,000 (``Objective.from_weights`` takes longer vectors).
+
+def _build_preset(text: str) -> Objective:
+    """One preset term ``name[:param][@K]``; errors are :class:`_Why`."""
+    name, param, k_str = _split_preset(text)
+    if name not in _PARSERS:
+        raise _Why(f"unknown objective {name!r}")
+    needs_param, needs_k, build = _PARSERS[name]
+    if needs_param and param is None:
+        raise _Why(f"{name!r} needs a parameter, as in {name}:p@K")
+    if not needs_param and param is not None:
+        raise _Why(f"{name!r} takes no ':' parameter")
+    if needs_k and k_str is None:
+        raise _Why(f"{name!r} needs a sample size, as in {name}@K")
+    try:
+        return build(param, k_str)
+    except ValueError as err:
+        raise _Why(str(err)) from None
+
+
+def _split_terms(spec: str) -> list[tuple[float, int, str]]:
+    """A mixture string → [(sign, index of the term, term text)], in one pass.
+
+    ``+`` and ``-`` separate terms, except right after a digit (or ``.``) and ``e``/``E``, where they
+    are an exponent's sign (``1e-3*max@4``). A leading sign applies to the first term.
+    """
+    terms: list[tuple[float, int, str]] = []
+    sign, start = 1.0, 0
+    for i, ch in enumerate(spec):
+        if ch not in "+-":
+            continue
+        if i >= 2 and spec[i - 1] in "eE" and (spec[i - 2].isdigit() or spec[i - 2] == "."):
+            continue
+        text = spec[start:i]
+        if text.strip():
+            terms.append((sign, start, text))
+        elif terms or spec[:i].strip():  # only the first term may be empty: a leading sign
+            raise _parse_error(spec, f"an empty term before the {ch!r} at index {i}")
+        sign, start = (1.0 if ch == "+" else -1.0), i + 1
+    text = spec[start:]
+    if not text.strip():
+        raise _parse_error(spec, f"an empty term at the end (index {start})")
+    terms.append((sign, start, text))
+    return terms
+
+
+def _mixture_term(spec: str, sign: float, start: int, text: str) -> tuple[float, Objective]:
+    at = start + len(text) - len(text.lstrip())
+    where = f"term {text.strip()!r} at index {at}"
+    coef_text, star, preset = text.partition("*")
+    if not star:
+        coef_text, preset = "1", text
+    elif "*" in preset:
+        raise _parse_error(spec, f"{where}: more than one '*'; write a term as c*preset")
+    coef_text = coef_text.strip()
+    if _NUMBER.fullmatch(coef_text) is None:
+        if _NUMBER.fullmatch(preset.strip()) is not None:
+            raise _parse_error(spec, f"{where}: write the coefficient first, as in {preset.strip()}*preset")
+        raise _parse_error(spec, f"{where}: the coefficient {coef_text!r} is not a plain decimal number")
+    coef = float(coef_text)
+    if not math.isfinite(coef):
+        raise _parse_error(spec, f"{where}: the coefficient {coef_text} is not a finite float64")
+    try:
+        return sign * coef, _build_preset(preset)
+    except _Why as why:
+        raise _parse_error(spec, f"{where}: {why}") from None
+
+
+def parse(spec: str) -> Objective:
+    """Parse a preset string such as ``"max@4"``, ``"cvar:0.25@8"`` or ``"rank:2@5"``, or a mixture of
+    presets such as ``"0.5*mean + 0.5*max@8"``.
+
+    A preset is ``name[:param][@K]`` (case and surrounding spaces ignored); numbers are plain decimals
+    (``4``, ``0.25``, ``1e3``) and K is at most ``MAX_K`` = 1,000,000 (``Objective.from_weights``
+    takes longer vectors). A mixture is ``[-] term (+|- term)*`` with each term ``preset`` or
+    ``c*preset``, c a plain unsigned decimal (spaces optional; the coefficient comes first): it is
+    the sum of the scaled presets, an objective at K = the largest K of its terms (see
+    :class:`Objective`; ``"mean + 0.25*cvar:0.25@8"``, ``"max@4 - 0.1*min@4"``). The whole string is at
+    most ``MAX_SPEC_LENGTH`` = 200 characters and is read in linear time.
 
     Raises:
-      ValueError: for an unknown name, an ill-formed string or an out-of-range number, listing the
-        valid forms.
+      ValueError: for an unknown name, an ill-formed string or an out-of-range number, naming the bad
+        term and its index in a mixture and listing the valid forms.
       InputTypeError: if ``spec`` is not a string.
+
+    Example:
+      >>> import rankgrad
+      >>> obj = rankgrad.parse("0.5*mean + 0.5*max@2")
+      >>> obj.k, obj.weights.tolist()  # mean lifted to K = 2 is (1/2, 1/2); max@2 is (1, 0)
+      (2, [0.75, 0.25])
     """
     if not isinstance(spec, str):
         raise _type_error(spec)
@@ -688,18 +910,15 @@ def _parse(spec: str) -> Objective:
         raise _parse_error(
             spec, f"longer than {MAX_SPEC_LENGTH} characters (rankgrad.objectives.MAX_SPEC_LENGTH)"
         )
-    name, param, k_str = _tokens(spec)
-    if name not in _PARSERS:
-        raise _parse_error(spec, f"unknown objective {name!r}")
-    needs_param, needs_k, build = _PARSERS[name]
-    if needs_param and param is None:
-        raise _parse_error(spec, f"{name!r} needs a parameter, as in {name}:p@K")
-    if not needs_param and param is not None:
-        raise _parse_error(spec, f"{name!r} takes no ':' parameter")
-    if needs_k and k_str is None:
-        raise _parse_error(spec, f"{name!r} needs a sample size, as in {name}@K")
+    terms = _split_terms(spec)
+    if len(terms) == 1 and terms[0][0] > 0 and "*" not in spec:  # one preset
+        try:
+            return _build_preset(terms[0][2])
+        except _Why as why:
+            raise _parse_error(spec, str(why)) from None
+    parts = [_mixture_term(spec, *t) for t in terms]
     try:
-        return build(param, k_str)
+        return _combine(parts)
     except ValueError as err:
         raise _parse_error(spec, str(err)) from None
 

@@ -22,11 +22,16 @@ Tables for a group of size n (positions t = 1..n; entries that a formula never r
 Estimators evaluate Σ_{m<t} y_m lo(m) + y_t self(t) + Σ_{m>t} y_m hi(m) as two inclusive scans plus one
 product, cumsum(y·lo)_t + revcumsum(y·hi)_t + y_t·mid(t), with mid = self − lo − hi precomputed here
 (``inc_mid``, ``loo_mid``, ``adv_mid``): no shifted copies per call.
+
+The same family lifts an objective to a larger K (:func:`lift`): the j-th smallest of a uniform K-subset
+of a sorted K'-sample is its i-th smallest with probability P_{K',K}(i, j), so the weights
+α'_i = Σ_j α_j P_{K',K}(i, j) at K' define the same objective (and the same U-statistic on any group).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from dataclasses import dataclass
 
@@ -34,7 +39,7 @@ import numpy as np
 
 __all__ = [
     "RankTables", "rank_tables", "stacked_tables", "log_factorials", "contract", "single_rank",
-    "binomial_pmf",
+    "binomial_pmf", "lift", "MAX_LIFT_WORK",
 ]
 
 _LF_LOCK = threading.Lock()
@@ -147,6 +152,65 @@ def binomial_pmf(n: int, p: np.ndarray | float, s: np.ndarray | None = None) -> 
         log_p = np.where(s == 0, 0.0, s * np.log(p))
         log_q = np.where(s == n, 0.0, (n - s) * np.log1p(-p))
         return np.exp(log_c + log_p + log_q)
+
+
+# Largest amount of work lift() does: K' entries per single-rank vector it builds (at most K' times K; a
+# run of equal weights costs two vectors however long it is). About a second at the cap.
+MAX_LIFT_WORK = 100_000_000
+
+# Up to this target K' lift() uses exact integer binomials (each probability one correctly rounded division).
+_LIFT_EXACT_MAX = 64
+
+
+def lift(alpha: np.ndarray, k: int, *, exact_max: int = _LIFT_EXACT_MAX) -> np.ndarray:
+    """Low-first weights α (length K) of an L-statistic at K, as weights of the same statistic at K' = k.
+
+        α'_i = Σ_{j=1..K} α_j · C(i−1, j−1) · C(K'−i, K−j) / C(K', K),   i = 1..K'
+
+    (the chance that the i-th smallest of K' i.i.d. draws is the j-th smallest of a uniform K-subset of
+    them). For every distribution E[Σ_i α'_i X_(i:K')] = E[Σ_j α_j X_(j:K)], and on every group of N >= K'
+    the U-statistic with α' equals the one with α (averaging over K'-subsets and then over their
+    K-subsets averages over K-subsets).
+
+    Args:
+      alpha: ``[K]`` low-first weights (``Objective.low_first``), finite.
+      k: the target K' >= K.
+      exact_max: up to this K' the probabilities are exact integer ratios (one rounding each); above
+        it they come from :func:`contract` (log space, ~1e-13 relative).
+
+    Returns:
+      ``[K']`` float64 low-first weights; a copy of ``alpha`` when K' = K.
+
+    Raises:
+      ValueError: K' < K, or work K'·(single-rank vectors needed, at most K) above ``MAX_LIFT_WORK``.
+    """
+    alpha = np.asarray(alpha, dtype=np.float64)
+    k0 = alpha.size
+    if k < k0:
+        raise ValueError(f"k: an objective at K={k0} lifts only to K' >= {k0}, got K'={k}.")
+    if k == k0:
+        return alpha.copy()
+    if k <= exact_max:
+        return _lift_exact(alpha, k)
+    vectors = sum(2 if b - a + 1 >= 4 else b - a + 1 for a, b, _ in _runs(alpha))
+    if k * vectors > MAX_LIFT_WORK:
+        raise ValueError(
+            f"k: lifting these K={k0} weights to K'={k} needs {k:_}×{vectors} = {k * vectors:_} table "
+            f"entries, above the cap rankgrad._src.weights.MAX_LIFT_WORK = {MAX_LIFT_WORK:_}; mix "
+            "objectives with closer K, fewer distinct rank weights, or give the weights at K' directly "
+            "with rankgrad.Objective.from_weights."
+        )
+    return contract(k, k0, alpha)
+
+
+def _lift_exact(alpha: np.ndarray, k: int) -> np.ndarray:
+    k0 = alpha.size
+    den = math.comb(k, k0)
+    p = np.zeros((k, k0))
+    for i in range(1, k + 1):
+        for j in range(max(1, i - (k - k0)), min(i, k0) + 1):
+            p[i - 1, j - 1] = math.comb(i - 1, j - 1) * math.comb(k - i, k0 - j) / den
+    return p @ alpha
 
 
 _LI: np.ndarray = np.zeros(1)
