@@ -14,8 +14,9 @@ Objectives (callable ``step -> rankgrad.Objective``; both adapters accept them a
 
 * :func:`objective` — a preset template and a schedule per field: ``objective("max@{k}", k=linear(8, 2,
   200))``;
-* :func:`mixture` — (1 − λ)·first + λ·second for two objectives of the same K, λ a weight schedule
-  (e.g. mean@K, i.e. pass@1, blended into max@K);
+* :func:`mixture` — (1 − λ)·first + λ·second for two objectives of any K (the smaller K is lifted to
+  the larger, see :class:`rankgrad.Objective`), λ a weight schedule (e.g. ``"mean"``, i.e. pass@1,
+  blended into max@K);
 * :func:`as_objective_schedule` — what the adapters call on their ``objective`` argument.
 
 When to anneal K. PKPO (arXiv 2505.15201) trains with a larger K early and lowers it toward the K the

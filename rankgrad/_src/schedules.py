@@ -10,9 +10,11 @@ is monotone from ``start`` (step 0) to ``end`` (step ``steps`` and after), with 
 Integer schedules (K) round x(t) to the nearest integer, halves up: exact for linear (integer
 arithmetic), and for cosine a float rounding of a monotone curve, clamped to [min, max](start, end).
 Objective schedules format a preset template such as ``"max@{k}"`` with the fields' values at a step and
-parse it with :func:`rankgrad.parse`; a mixture blends two objectives of the same K by their weight
-vectors, (1 − λ)·w_first + λ·w_second (the L-value is linear in the weights, so the blend's value is the
-same blend of the two values).
+parse it with :func:`rankgrad.parse`; a mixture blends two objectives, (1 − λ)·first + λ·second, by
+:class:`~rankgrad.Objective` arithmetic: both are lifted to the larger of their two K and their weight
+vectors blended there (the L-value is linear in the weights, so the blend's value is the same blend of
+the two values; its LR gradient, at scale K/N with K the larger one, estimates the same blend of the two
+gradients).
 """
 
 from __future__ import annotations
@@ -423,7 +425,8 @@ def objective(template: str, **fields: Schedule | int | float) -> ObjectiveSched
 
 @dataclass(frozen=True, eq=False)
 class Mixture(ObjectiveScheduleBase):
-    """(1 − λ(t))·first(t) + λ(t)·second(t), blended by weight vectors (same K at every step).
+    """(1 − λ(t))·first(t) + λ(t)·second(t), as :class:`~rankgrad.Objective` arithmetic: at K = the
+    larger of the two K at that step (``first`` alone where λ = 0, ``second`` alone where λ = 1).
 
     Build with :func:`mixture`.
     """
@@ -443,13 +446,19 @@ class Mixture(ObjectiveScheduleBase):
         out["mix_weight"] = self.weight(step)
         return out
 
+    def k_range(self) -> tuple[int, int]:
+        """Bounds on K over the run: the objectives at step 0 and at ``horizon``, and the K range of
+        each part that has a nonzero weight at some step (K at a step is the larger of the two parts'
+        K while both weigh). The upper bound is what adapters check group sizes against."""
+        ks = [self(0).k, self(self.horizon).k]
+        lo_w, hi_w = self.weight.bounds
+        for part, used in ((self.first, lo_w < 1.0), (self.second, hi_w > 0.0)):
+            if used:
+                ks.extend(part.k_range())
+        return int(min(ks)), int(max(ks))
+
     def __call__(self, step: int) -> Objective:
         a, b, lam = self.first(step), self.second(step), self.weight(step)
-        if a.k != b.k:
-            raise ValueError(
-                f"second: a mixture blends objectives of the same K, but at step {step} the first is "
-                f"{a.name!r} (K={a.k}) and the second {b.name!r} (K={b.k}); schedule both with the same K."
-            )
         if lam == 0.0:
             return a
         if lam == 1.0:
@@ -459,26 +468,32 @@ class Mixture(ObjectiveScheduleBase):
 
 @functools.lru_cache(maxsize=256)
 def _blend(a: Objective, b: Objective, lam: float) -> Objective:
-    w = (1.0 - lam) * a.weights + lam * b.weights
-    return Objective.from_weights(w, name=f"{1.0 - lam:.4g}*{a.name}+{lam:.4g}*{b.name}")
+    return (1.0 - lam) * a + lam * b
 
 
 def mixture(first: Any, second: Any, weight: Schedule | float) -> Mixture:
-    """Blend two objectives (or objective schedules) of the same K: (1 − λ)·first + λ·second.
+    """Blend two objectives (or objective schedules), of the same or of different K:
+    (1 − λ)·first + λ·second.
+
+    The blend at a step is ``(1 - λ) * first + λ * second`` in :class:`~rankgrad.Objective` arithmetic:
+    an objective at K = the larger of the two K, the other lifted to it (same J, same U-statistic).
+    Advantages then use the usual gradient scale K/N with that K, and estimate
+    (1 − λ)·∇J_first + λ·∇J_second; groups need N >= K + 1 of that K.
 
     Args:
-      first, second: preset strings, :class:`~rankgrad.Objective` or objective schedules.
+      first, second: preset strings (mixture strings too), :class:`~rankgrad.Objective` or objective
+        schedules.
       weight: λ, a weight schedule (:func:`linear_weight`...) or a number, within [0, 1] at every step.
 
     Raises:
-      ValueError: λ outside [0, 1]; different K at the first or last step.
+      ValueError: λ outside [0, 1]; either part not valid at the first or last step.
 
     Example:
       >>> from rankgrad import schedules
-      >>> k = schedules.constant(4)
-      >>> s = schedules.mixture(schedules.objective("max@{k}", k=k), "mean@4",
-      ...                       schedules.linear_weight(0.0, 0.5, 10))
-      >>> [round(float(w), 3) for w in s(10).weights]  # 0.5·(1, 0, 0, 0) + 0.5·(1/4, 1/4, 1/4, 1/4)
+      >>> s = schedules.mixture("max@4", "mean", schedules.linear_weight(0.0, 0.5, 10))
+      >>> s(0).name, s(10).name, s(10).k
+      ('max@4', '0.5*max@4 + 0.5*mean', 4)
+      >>> [float(w) for w in s(10).weights]  # 0.5·(1, 0, 0, 0) + 0.5·(mean lifted to K = 4)
       [0.625, 0.125, 0.125, 0.125]
     """
     a = as_objective_schedule(first, arg="first")
