@@ -227,7 +227,7 @@ def run(config: Config, out_dir: str, progress: bool = True) -> dict[str, Any]:
         "results": results,
         "seconds": seconds,
     }
-    return _common.write_outputs(out_dir, NAME, out, _figure(results, config))
+    return _common.write_outputs(out_dir, NAME, out, plot=plot)
 
 
 def _print_table(summary: dict[str, Any], cfg: Config) -> None:
@@ -247,38 +247,48 @@ def _print_table(summary: dict[str, Any], cfg: Config) -> None:
           "z: grand mean vs exact)")
 
 
-def _figure(results: list[dict[str, Any]], cfg: Config) -> Any:
+def plot(results: dict[str, Any]) -> Any:
+    """Relative RMS error of the running mean vs T, value and gradient, drawn from the results as
+    ``accuracy.json`` stores them."""
     plt = _common.pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    cfg = results["config"]
+    rs = results["results"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, key, title in zip(axes, ("value", "gradient"), ("value J_K", "gradient ∇J_K (LR)"), strict=True):
         firsts = []
-        for i, r in enumerate(results):
+        for i, r in enumerate(rs):
             c = colours[i % len(colours)]
-            ts, err = r["T"], r[key]["rel_error"]
+            ts, err = np.asarray(r["T"], dtype=float), np.asarray(r[key]["rel_error"], dtype=float)
             ax.loglog(ts, err, "-o", ms=3, color=c, label=f"{r['objective']} (slope {r[key]['slope']:.2f})")
             if f"plugin_{key}" in r:
-                ax.loglog(ts, r[f"plugin_{key}"]["rel_error"], "--", color=c, alpha=0.7)
+                plug = np.asarray(r[f"plugin_{key}"]["rel_error"], dtype=float)
+                ax.loglog(ts, plug, "--", color=c, alpha=0.7)
             firsts.append(err[0])
-        ts = results[0]["T"]
-        ref = math.exp(np.mean(np.log(firsts))) * ts.astype(float) ** -0.5
+        ts = np.asarray(rs[0]["T"], dtype=float)
+        ref = math.exp(np.mean(np.log(firsts))) * ts**-0.5
         ax.loglog(ts, ref, ":", color="k", lw=2, label="∝ T^-1/2")
+        ax.plot([], [], "--", color="0.4", label="plug-in (same colour)")
         ax.set_xlabel("T (groups averaged)")
         ax.set_ylabel("relative RMS error of the running mean")
         ax.set_title(f"{title}: rankgrad (solid) vs plug-in (dashed)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
     fig.suptitle(
-        f"Accuracy vs exact values: softmax bandit, M={cfg.arms}, {cfg.atoms_per_arm} atoms/arm, "
-        f"N={cfg.group_size}, R={cfg.replicates}"
+        f"Accuracy vs exact values: softmax bandit, M={cfg['arms']}, {cfg['atoms_per_arm']} atoms/arm, "
+        f"N={cfg['group_size']}, R={cfg['replicates']} replicates (slopes fitted on T ≥ {cfg['fit_from']})\n"
+        "for the mean the plug-in value is the sample mean itself: its dashed line lies under the solid one"
     )
     fig.tight_layout()
     return fig
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command line: ``python -m experiments.accuracy [--quick] [--seed S] [--out DIR]``."""
+    """Command line: ``python -m experiments.accuracy [--quick] [--seed S] [--out DIR]``, or
+    ``--replot accuracy.json`` (redraws accuracy.png from the stored numbers; returns ``{"png": path}``)."""
     args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
+    if args.replot:
+        return {"png": _common.replot(args.replot, plot, NAME)}
     cfg = Config.quick(args.seed) if args.quick else Config(seed=args.seed)
     return run(cfg, args.out, progress=not args.no_progress)
 
