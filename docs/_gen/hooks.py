@@ -34,6 +34,8 @@ _FALLBACK_PAGES = {
 
 
 def on_pre_build(config: Any, **kwargs: Any) -> None:
+    if str(ROOT) not in sys.path:  # mkdocs restores sys.path after loading the hook; the blocks import lazily
+        sys.path.insert(0, str(ROOT))
     _SOURCES.clear()
     _SOURCES.update(render.load_sources(ROOT))
     _SOURCES["derived"] = pages.derived(_SOURCES)
