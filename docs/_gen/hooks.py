@@ -30,6 +30,11 @@ _FALLBACK_PAGES = {
         " for that step's J_K."
         " See the [rankgrad.schedules API](../api/schedules.md).\n"
     ),
+    "experiments/passk-study.md": (
+        "# pass@K study: results\n\n"
+        "The runs of this study have not been reported yet. What will be run, and how it will be judged, is"
+        " fixed in advance in the [protocol](../protocols/passk-study.md).\n"
+    ),
 }
 
 

@@ -194,8 +194,8 @@ def risk_block(sources: Sources) -> str:
     for arm, a in d["arms"].items():
         cell = {m: f"{_num(a[m], '.2f')} ± {a[m + '_se']:.2f}" for m in ("mean", "cvar25")}
         cell = {m: (f"**{c}**" if best[m] == arm else c) for m, c in cell.items()}
-        rows.append([names.get(arm, arm), cell["mean"], cell["cvar25"], f"{a['bridge_fraction']:.4g}",
-                     f"{a['falls_per_episode']:.3g}"])
+        rows.append([names.get(arm, arm), cell["mean"], cell["cvar25"], f"{a['bridge_fraction']:.3f}",
+                     f"{a['falls_per_episode']:.3f}"])
     return table(["trained for", "mean return", "CVaR₂₅", "bridge share", "falls per episode"], rows, "lrrrr")
 
 
@@ -254,6 +254,18 @@ def noisy_block(sources: Sources) -> str:
                        f"{var:.3g}", s["correction"]])
     return table(["(ρ0, ρ1)", "naive", "corrected", "oracle", "mean (forward)", "clean optimum",
                   "noisy optimum (clean value)", "corrected var ÷ oracle", "correction"], rows, "lrrrrrrrl")
+
+
+def noisy_sweep_block(sources: Sources) -> str:
+    """Final exact clean pass@K of naive and corrected at the smaller learning rates (``lr_sweep``)."""
+    d = sources["noisy"]
+    lrs = list(d["settings"][0]["lr_sweep"])
+    rows = []
+    for s in d["settings"]:
+        cells = [" / ".join(f"{s['lr_sweep'][lr][arm][0]:.3f}" for arm in ("naive", "corrected"))
+                 for lr in lrs]
+        rows.append([f"({s['rho0']:g}, {s['rho1']:g})"] + cells)
+    return table(["(ρ0, ρ1)"] + [f"lr {float(lr):g}: naive / corrected" for lr in lrs], rows)
 
 
 def performance_block(sources: Sources) -> str:
@@ -333,5 +345,6 @@ BLOCKS: dict[str, Callable[..., str]] = {
     "bestofk": bestofk_block,
     "pathwise": pathwise_block,
     "noisy": noisy_block,
+    "noisy_sweep": noisy_sweep_block,
     "performance": performance_block,
 }
