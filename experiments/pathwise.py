@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -245,7 +246,7 @@ def run(config: Config, out_dir: str, progress: bool = True) -> dict[str, Any]:
         "curves": curves,
         "seconds": seconds,
     }
-    return _common.write_outputs(out_dir, NAME, out, _figure(sweep, curves, config))
+    return _common.write_outputs(out_dir, NAME, out, plot=plot)
 
 
 def _print_table(sweep: list[dict[str, Any]], curves: dict[str, Any], cfg: Config) -> None:
@@ -276,21 +277,27 @@ def _print_table(sweep: list[dict[str, Any]], curves: dict[str, Any], cfg: Confi
         )
 
 
-def _figure(sweep: list[dict[str, Any]], curves: dict[str, Any], cfg: Config) -> Any:
+def plot(results: dict[str, Any]) -> Any:
+    """Rewards and policies, variance per σ, learning curves and the variance ratio, drawn from the results as
+    ``pathwise.json`` stores them."""
     import torch
 
     plt = _common.pyplot()
-    fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
+    cfg = SimpleNamespace(**results["config"])
+    sweep, curves = results["sweep"], results["curves"]
+    below = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.15), "ncol": 2, "frameon": False}
+    fig, axes = plt.subplots(2, 3, figsize=(16, 10))
     ax = axes[0, 0]
     xs = torch.linspace(-4.5, 4.5, 3000, dtype=torch.float64)
     for kind in cfg.rewards:
-        ax.plot(xs, reward(kind, xs), lw=0.8 if kind == "rough" else 2.0, label=f"f ({kind})")
+        ax.plot(xs, reward(kind, xs), lw=0.8 if kind == "rough" else 2.0, label=f"f ({kind})",
+                color="C4" if kind == "rough" else "k")  # not the estimators' colours
     for sigma in cfg.sigmas:
         dens = torch.exp(-0.5 * ((xs - cfg.mu0) / sigma) ** 2)
         ax.plot(xs, 0.5 * dens, ":", color="grey", lw=1)
-    ax.set_title(f"rewards; policies N({cfg.mu0:g}, σ²) of the sweep (dotted, scaled)", fontsize=10)
+    ax.set_title(f"rewards; policies N({cfg.mu0:g}, σ²) of the sweep (dotted, scaled)")
     ax.set_xlabel("x")
-    ax.legend(fontsize=8)
+    ax.legend(**below)
 
     colours = {"pathwise": "C0", "lr": "C1"}  # colour = estimator, line style = objective, in every panel
     styles = ("-o", "--s", ":^", "-.v")
@@ -298,13 +305,14 @@ def _figure(sweep: list[dict[str, Any]], curves: dict[str, Any], cfg: Config) ->
         for i, obj in enumerate(cfg.objectives):
             rs = [r for r in sweep if r["reward"] == kind and r["objective"] == obj]
             for est in ESTIMATORS:
-                ax.loglog([r["sigma"] for r in rs], [r[est]["var_rel"] for r in rs], styles[i % len(styles)],
-                          color=colours[est], ms=4, label=f"{est}, {obj}")
+                ys = [float(r[est]["var_rel"]) for r in rs]
+                ax.loglog([r["sigma"] for r in rs], ys, styles[i % len(styles)], color=colours[est], ms=4,
+                          label=f"{est}, {obj}")
         ax.set_xlabel(f"policy width σ (μ = {cfg.mu0:g})")
         ax.set_ylabel("per-group E‖g − E g‖² / ‖∇J‖²")
-        ax.set_title(f"gradient variance, {kind} reward (lower is better)", fontsize=10)
+        ax.set_title(f"gradient variance, {kind} reward (lower is better)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(**below)
 
     for ax, obj in zip(axes[1, :2], cfg.objectives, strict=False):
         for c in curves.values():
@@ -312,36 +320,40 @@ def _figure(sweep: list[dict[str, Any]], curves: dict[str, Any], cfg: Config) ->
                 continue
             steps = np.asarray(c["steps"])
             for est in ESTIMATORS:
-                m, se = np.asarray(c[est]["mean"]), np.asarray(c[est]["se"])
+                m, se = np.asarray(c[est]["mean"], dtype=float), np.asarray(c[est]["se"], dtype=float)
                 ls = "-" if c["reward"] == "smooth" else "--"
                 ax.plot(steps, m, ls, color=colours[est], label=f"{est}, {c['reward']}")
                 ax.fill_between(steps, m - se, m + se, color=colours[est], alpha=0.15)
-        ax.set_title(f"learning curves, {obj}: exact J, mean ± SE of {cfg.seeds} seeds", fontsize=10)
+        spread = f"mean ± SE of {cfg.seeds} seeds" if cfg.seeds > 1 else "1 seed"
+        ax.set_title(f"learning curves, {obj}: exact J, {spread}")
         ax.set_xlabel(f"Adam step ({cfg.train_groups} groups of {cfg.group_size} per step)")
         ax.set_ylabel("J_K")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(**below)
 
     ax = axes[1, 2]
     for j, kind in enumerate(cfg.rewards):
         for i, obj in enumerate(cfg.objectives):
             rs = [r for r in sweep if r["reward"] == kind and r["objective"] == obj]
-            ax.loglog([r["sigma"] for r in rs], [r["variance_ratio_lr_over_pathwise"] for r in rs],
+            ax.loglog([r["sigma"] for r in rs], [float(r["variance_ratio_lr_over_pathwise"]) for r in rs],
                       styles[i % len(styles)], color=f"C{2 + j}", ms=4, label=f"{kind}, {obj}")
     ax.axhline(1.0, color="k", lw=1)
     ax.set_xlabel("policy width σ")
     ax.set_ylabel("Var(LR) / Var(pathwise)")
-    ax.set_title("> 1: pathwise has lower variance", fontsize=10)
+    ax.set_title("> 1: pathwise has lower variance")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(**below)
     fig.suptitle("Pathwise (autograd of rankgrad.value) vs likelihood-ratio (rankgrad.advantages) gradients")
     fig.tight_layout()
     return fig
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command line: ``python -m experiments.pathwise [--quick] [--seed S] [--out DIR]``."""
+    """Command line: ``python -m experiments.pathwise [--quick] [--seed S] [--out DIR]``, or
+    ``--replot pathwise.json`` (redraws pathwise.png from the stored numbers; returns ``{"png": path}``)."""
     args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
+    if args.replot:
+        return {"png": _common.replot(args.replot, plot, NAME)}
     cfg = Config.quick(args.seed) if args.quick else Config(seed=args.seed)
     return run(cfg, args.out, progress=not args.no_progress)
 
