@@ -64,6 +64,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -374,7 +375,7 @@ def run(config: Config, out_dir: str, progress: bool = True) -> dict[str, Any]:
         "settings": results,
         "seconds": seconds,
     }
-    return _common.write_outputs(out_dir, NAME, out, _figure(results, config))
+    return _common.write_outputs(out_dir, NAME, out, plot=plot)
 
 
 def _print_table(results: list[dict[str, Any]], cfg: Config, seconds: float) -> None:
@@ -410,54 +411,65 @@ def _print_table(results: list[dict[str, Any]], cfg: Config, seconds: float) -> 
     print(f"total {seconds:.1f} s")
 
 
-def _figure(results: list[dict[str, Any]], cfg: Config) -> Any:
+def plot(payload: dict[str, Any]) -> Any:
+    """The noisy/clean weight of a prompt and each setting's learning curves, drawn from the results as
+    ``noisy.json`` stores them."""
     plt = _common.pyplot()
+    cfg = SimpleNamespace(**payload["config"])
+    results = payload["settings"]
+    success = np.asarray(payload["success"], dtype=float)
     n = len(results)
-    fig, axes = plt.subplots(1, n + 1, figsize=(4.6 * (n + 1), 4.2))
+    fig, axes = plt.subplots(1, n + 1, figsize=(4.8 * (n + 1), 5.0))
     ax = axes[0]
     p = np.linspace(0.0, 0.95, 400)
     for i, r in enumerate(results):
         ax.semilogy(p, weight_factor(p, cfg.k, r["rho0"], r["rho1"]), color=f"C{i}",
                     label=f"ρ0={r['rho0']:g}, ρ1={r['rho1']:g}")
-    p_opt = success_table() @ results[0]["clean_optimum"]["pi"]
+    p_opt = success @ np.asarray(results[0]["clean_optimum"]["pi"], dtype=float)
     for x in p_opt:
         ax.axvline(x, color="grey", lw=0.6, ls=":")
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xlabel("clean pass rate p of a prompt")
     ax.set_ylabel("noisy / clean gradient weight")
     ax.set_title(f"noisy/clean weight of a prompt, (1−ρ0−ρ1)((1−p̃)/(1−p))^{cfg.k - 1}\n"
-                 "(dotted: the prompts' p at the clean optimum)", fontsize=9)
+                 "(dotted: the prompts' p at the clean optimum)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper left")
     colours = {"naive": "C3", "corrected": "C0", "oracle": "C2", "mean": "C7"}
-    low = min(min(np.asarray(c["mean"]) - np.asarray(c["se"])) for r in results for c in r["curves"].values())
+    low = min(min(np.asarray(c["mean"], dtype=float) - np.asarray(c["se"], dtype=float))
+              for r in results for c in r["curves"].values())
     top = max(r["clean_optimum"]["clean_value"] for r in results)
     for ax, r in zip(axes[1:], results, strict=True):
         for arm in ARMS:
             c = r["curves"][arm]
-            steps, m, se = np.asarray(c["steps"]), np.asarray(c["mean"]), np.asarray(c["se"])
-            ax.plot(steps, m, color=colours[arm], label=arm)
+            steps = np.asarray(c["steps"])
+            m, se = np.asarray(c["mean"], dtype=float), np.asarray(c["se"], dtype=float)
+            ax.plot(steps, m, color=colours[arm], label="mean (pass@1 training)" if arm == "mean" else arm)
             ax.fill_between(steps, m - se, m + se, color=colours[arm], alpha=0.2)
         ax.axhline(r["clean_optimum"]["clean_value"], color="k", lw=1, label="clean optimum")
         ax.axhline(r["noisy_optimum"]["clean_value"], color="k", lw=1, ls="--", label="noisy optimum")
-        ax.set_title(f"ρ0={r['rho0']:g}, ρ1={r['rho1']:g}: exact clean pass@{cfg.k}, "
-                     f"mean ± SE of {cfg.seeds} seeds", fontsize=9)
-        ax.set_xlabel(f"Adam step ({len(SUCCESS)} prompts × {cfg.group_size} samples)")
+        spread = f"mean ± SE of {cfg.seeds} seeds" if cfg.seeds > 1 else "1 seed"
+        ax.set_title(f"ρ0={r['rho0']:g}, ρ1={r['rho1']:g}: exact clean pass@{cfg.k}\n{spread}")
+        ax.set_xlabel(f"Adam step ({len(success)} prompts × {cfg.group_size} samples)")
         ax.set_ylim(min(low, 0.74) - 0.01, top + 0.015)
         ax.grid(True, alpha=0.3)
     axes[1].set_ylabel(f"clean pass@{cfg.k}")
-    axes[1].legend(fontsize=8, loc="lower right")
-    fig.suptitle("pass@4 training with an imperfect verifier: naive vs rankgrad.noisy.advantages")
-    fig.tight_layout()
+    handles, labels = axes[1].get_legend_handles_labels()
+    _common.legend_below(fig, handles, labels, ncol=len(labels), y=0.02)
+    fig.suptitle(f"pass@{cfg.k} training with an imperfect verifier: naive vs rankgrad.noisy.advantages")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command line: ``python -m experiments.noisy [--quick] [--seed S] [--out DIR]``."""
+    """Command line: ``python -m experiments.noisy [--quick] [--seed S] [--out DIR]``, or
+    ``--replot noisy.json`` (redraws noisy.png from the stored numbers; returns ``{"png": path}``)."""
     import torch
 
     torch.set_num_threads(1)  # torch only handles 3-parameter problems here: more threads only add overhead
     args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
+    if args.replot:
+        return {"png": _common.replot(args.replot, plot, NAME)}
     cfg = Config.quick(args.seed) if args.quick else Config(seed=args.seed)
     return run(cfg, args.out, progress=not args.no_progress)
 
