@@ -41,6 +41,7 @@ __all__ = [
     "ObjectiveLike",
     "as_objective",
     "parse",
+    "preset_terms",
     "mean",
     "best_of_k",
     "worst_of_k",
@@ -860,6 +861,30 @@ def _mixture_term(spec: str, sign: float, start: int, text: str) -> tuple[float,
         return sign * coef, _build_preset(preset)
     except _Why as why:
         raise _parse_error(spec, f"{where}: {why}") from None
+
+
+def preset_terms(spec: str) -> list[str]:
+    """The preset text of each term of a preset or mixture string, coefficients and signs dropped
+    (``"0.5*mean + 0.5*max@8"`` → ``["mean", "max@8"]``), without building anything: for callers that
+    need every term's K first (a mixture's K is the largest). Terms are not checked here; :func:`parse`
+    checks them.
+
+    Raises:
+      ValueError: the parse error for a string too long, an empty term or more than one ``*``.
+    """
+    if not isinstance(spec, str):
+        raise _type_error(spec)
+    if len(spec) > MAX_SPEC_LENGTH:
+        raise _parse_error(
+            spec, f"longer than {MAX_SPEC_LENGTH} characters (rankgrad.objectives.MAX_SPEC_LENGTH)"
+        )
+    out = []
+    for _, start, text in _split_terms(spec):
+        coef, star, preset = text.partition("*")
+        if "*" in preset:
+            raise _parse_error(spec, f"term {text.strip()!r} at index {start}: more than one '*'")
+        out.append((preset if star else text).strip())
+    return out
 
 
 def parse(spec: str) -> Objective:
