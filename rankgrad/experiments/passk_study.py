@@ -311,8 +311,8 @@ class Config:
     """Every knob; ``quick()`` is the smoke test. The defaults are the pre-registered setting."""
 
     task: str = "add3"
-    n_val: int = 128
-    n_test: int = 200
+    n_val: int = 96
+    n_test: int = 160
     n_generate: int = 5000
     data_seed: int = 20261130
     # model
@@ -324,13 +324,13 @@ class Config:
     warm_batch: int = 128
     warm_threshold: float = 0.3
     warm_check_every: int = 10
-    warm_check_problems: int = 128
-    warm_max_steps: int = 1500
+    warm_check_problems: int = 96
+    warm_max_steps: int = 1200
     # RL
     K: int = 4
     arms: tuple[str, ...] = tuple(ARMS)
     lrs: tuple[float, ...] = (3e-4, 1e-3)
-    rl_steps: int = 50
+    rl_steps: int = 40
     prompts_per_step: int = 16
     samples_per_prompt: int = 8
     # evaluation
