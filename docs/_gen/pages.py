@@ -300,7 +300,8 @@ def derived(sources: Sources) -> dict[str, Any]:
             "ratio": ratio,
             "settings": len(res),
             "claim_holds": sum(bool(r["claim_holds"]) for r in res),
-            "claim_fails": sum(not r["claim_holds"] for r in res),
+            "claim_fails": len(sources["variance"]["claim_failures"]),
+            "claim_unresolved": len(sources["variance"]["claim_unresolved"]),
             "bias_mixed": {e: _span([r["estimators"][e]["bias_rel"] for r in mixed])
                            for e in ("chen_passk", "grpo")},
             "bias_single": {e: _span([r["estimators"][e]["bias_rel"] for r in single])
