@@ -5,6 +5,7 @@ Public API (groups on the last axis ``[..., N]``, or flat ``[B]`` + ``group_ids`
 
 * :func:`advantages` — per-sample advantages (default a_i = q_i − v_i; gradient (K/N)·Σ a_i ∇log p_i);
 * :func:`value` — the batch L-value per group (differentiable: the pathwise estimator);
+* :data:`ESTIMATORS` (read-only) and :func:`estimator_info` — the advantage estimators and their claims;
 * :func:`include_one`, :func:`leave_one_out`, :func:`order_statistics` — the pieces;
 * :mod:`rankgrad.exact` — the same quantities for a known discrete distribution;
 * :mod:`rankgrad.noisy` — noise-corrected objectives for 0/1 rewards from an imperfect verifier;
@@ -23,6 +24,7 @@ from rankgrad._src.estimators import (
     ESTIMATORS,
     EstimatorInfo,
     advantages,
+    estimator_info,
     include_one,
     leave_one_out,
     order_statistics,
@@ -38,6 +40,7 @@ __all__ = [
     "InputTypeError",
     "Objective",
     "advantages",
+    "estimator_info",
     "exact",
     "include_one",
     "leave_one_out",

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
+from rankgrad._src import noisy
 from rankgrad._src import weights as W
 from rankgrad._src.errors import InputTypeError
 from rankgrad._src.layout import Grouped, bucketed, to_groups
 from rankgrad._src.objectives import Objective, ObjectiveLike, as_objective, best_of_k
-from rankgrad._src.ops import get_ops
+from rankgrad._src.ops import Ops, get_ops
 
 Array = Any
 
@@ -31,6 +33,8 @@ __all__ = [
     "order_statistics",
     "ESTIMATORS",
     "EstimatorInfo",
+    "estimator_info",
+    "group_std",
 ]
 
 
@@ -57,7 +61,7 @@ class EstimatorInfo:
     summary: str
 
 
-ESTIMATORS: dict[str, EstimatorInfo] = {
+_REGISTRY: dict[str, EstimatorInfo] = {
     e.name: e
     for e in (
         EstimatorInfo(
@@ -99,7 +103,10 @@ ESTIMATORS: dict[str, EstimatorInfo] = {
         ),
     )
 }
-_ALIASES = {
+ESTIMATORS: Mapping[str, EstimatorInfo] = MappingProxyType(_REGISTRY)
+"""Every advantage estimator by canonical name (read-only); :func:`estimator_info` also takes aliases."""
+
+_ALIASES: Mapping[str, str] = MappingProxyType({
     "maxpo": "ordergrad",
     "drgrpo": "dr_grpo",
     "pkpo": "pkpo_s",
@@ -110,19 +117,47 @@ _ALIASES = {
     "chen": "chen_passk",
     "passk_analytic": "chen_passk",
     "midrank": "gopo",
-    "rank": "gopo",
-}
+})
+# Names that are objectives, not estimators: an ``estimator=`` that says one gets the fix.
+_OBJECTIVE_NAMES: Mapping[str, str] = MappingProxyType({
+    "rank": "the rank (midrank CDF) advantage is estimator='gopo' (or 'midrank')",
+})
 
 
-def _estimator_name(estimator: str) -> str:
-    if not isinstance(estimator, str):
-        raise ValueError(f"estimator: expected a string, got {type(estimator).__name__}.")
-    key = estimator.strip().lower().replace("-", "_").replace(".", "_")
+def estimator_names() -> str:
+    """The accepted ``estimator=`` names for messages and help: canonical names, then aliases."""
+    return ", ".join(ESTIMATORS) + " (aliases: " + ", ".join(
+        f"{a}={c}" for a, c in sorted(_ALIASES.items())) + ")"
+
+
+def estimator_info(name: str) -> EstimatorInfo:
+    """The :class:`EstimatorInfo` of an ``estimator=`` name, aliases resolved.
+
+    Names are matched case-insensitively, with ``-`` and ``.`` read as ``_`` (``"Dr-GRPO"`` is
+    ``"dr_grpo"``).
+
+    Raises:
+      InputTypeError: ``name`` is not a string.
+      ValueError: an unknown name (the message lists every accepted one), or an objective's name.
+
+    Example:
+      >>> import rankgrad
+      >>> rankgrad.estimator_info("maxpo").name
+      'ordergrad'
+    """
+    if not isinstance(name, str):
+        raise InputTypeError(
+            f"estimator: expected a name such as 'ordergrad' (a string), got {type(name).__name__}."
+        )
+    key = name.strip().lower().replace("-", "_").replace(".", "_")
     key = _ALIASES.get(key, key)
-    if key not in ESTIMATORS:
-        names = ", ".join(sorted(ESTIMATORS)) + " (aliases: " + ", ".join(sorted(_ALIASES)) + ")"
-        raise ValueError(f"estimator: unknown {estimator!r}; expected one of {names}.")
-    return key
+    if key in ESTIMATORS:
+        return ESTIMATORS[key]
+    if key in _OBJECTIVE_NAMES:
+        raise ValueError(
+            f"estimator: {name!r} names an objective, not an estimator; {_OBJECTIVE_NAMES[key]}."
+        )
+    raise ValueError(f"estimator: unknown {name!r}; expected one of {estimator_names()}.")
 
 
 # ------------------------------------------------------------------- validation
@@ -138,7 +173,7 @@ def _validate(g: Grouped, rewards_arg: str = "rewards") -> float | None:
         return None
     m = ops.abs_max(g.values)
     if not math.isfinite(m):
-        bad = ~np.isfinite(ops.to_numpy(g.values))
+        bad = ~np.isfinite(ops.to_host(g.values))
         raise ValueError(
             f"{rewards_arg}: found {int(bad.sum())} NaN or inf reward(s) (first in group "
             f"{int(np.argwhere(bad)[0][0])}); drop those samples with mask=... (they then get "
@@ -228,7 +263,7 @@ def _centre(g: Grouped, ys: Array, in_range: Array | None) -> tuple[Array, Array
 def _sizes_backend(g: Grouped) -> Array:
     if g.sizes_traced is not None:
         return g.sizes_traced
-    return g.ops.asarray(g.sizes, g.values)
+    return g.ops.asarray(g.sizes, g.values, cast=False)
 
 
 def _rows(g: Grouped, alpha: np.ndarray, *fields: str) -> tuple[Array, ...]:
@@ -244,16 +279,16 @@ def _rows(g: Grouped, alpha: np.ndarray, *fields: str) -> tuple[Array, ...]:
     tables = ops.host(_size_tables, ops, tuple(distinct.tolist()), g.width, alpha, fields, g.values)
     if len(distinct) == 1:
         return tuple(t[0][None, :] for t in tables)
-    rows = ops.asarray(index.reshape(-1), g.values)
+    rows = ops.asarray(index.reshape(-1), g.values, cast=False)
     return tuple(t[rows] for t in tables)
 
 
-def _full_rows(ops, width: int, alpha: np.ndarray, fields: tuple, like: Array) -> tuple:  # noqa: ANN001
+def _full_rows(ops: Ops, width: int, alpha: np.ndarray, fields: tuple, like: Array) -> tuple:
     tables = W.rank_tables(width, alpha)
     return tuple(ops.table(getattr(tables, f), like)[None, :] for f in fields)
 
 
-def _size_tables(ops, sizes: tuple, width: int, alpha: np.ndarray, fields: tuple, like: Array) -> tuple:  # noqa: ANN001
+def _size_tables(ops: Ops, sizes: tuple, width: int, alpha: np.ndarray, fields: tuple, like: Array) -> tuple:
     return tuple(ops.table(W.stacked_tables(sizes, width, alpha, f), like) for f in fields)
 
 
@@ -288,7 +323,7 @@ class _Scale:
 _NO_SCALE = _Scale(up=None, down=None, check=False, m=None)
 
 
-def _scale_limit(ops: Any, dtype: Any) -> float:
+def _scale_limit(ops: Ops, dtype: Any) -> float:
     """2^(emax/2 − 16) of the compute dtype (≈ 2.8e14 in float32, 2e149 in float64): below it no
     intermediate overflows (products, sums over N < 2^30 samples, GRPO's squares)."""
     return math.ldexp(1.0, math.frexp(ops.finfo_max(dtype))[1] // 2 - 16)
@@ -306,7 +341,7 @@ def _scaling(g: Grouped, m: float | None, bound: float, extra: float = 0.0) -> t
     dtype's range the results are checked after the cast.
     """
     ops = g.ops
-    if m is None and ops.name == "torch":
+    if m is None and not ops.scales_traced:
         return g, _NO_SCALE
     limit = _scale_limit(ops, g.values.dtype)
     check = m is not None and bound * m + extra > ops.finfo_max(g.out_dtype)
@@ -446,16 +481,14 @@ def value(
       0.5
     """
     if noise is not None:
-        from rankgrad._src import noisy
-
-        rho0, rho1 = _noise_rates(noise)
+        rho0, rho1 = noisy.parse_noise(noise)
         if rho0 is None:
             raise ValueError(
                 "noise: the corrected value needs the false-positive rate too (rho0=None is the forward "
                 "correction, which fixes only the gradient's direction); pass rho0=0 if the verifier "
                 "never passes a wrong answer."
             )
-        return noisy.value(rewards, objective, rho0=rho0, rho1=rho1, group_ids=group_ids, mask=mask)
+        return noisy_value(rewards, objective, rho0, rho1, group_ids=group_ids, mask=mask)
     return _value(rewards, objective, group_ids=group_ids, mask=mask)
 
 
@@ -629,55 +662,46 @@ def advantages(
       >>> np.round(a * 35, 6)  # 3 of 8 correct: +5/35 for a correct sample, −3/35 for a wrong one
       array([[ 5., -3., -3.,  5., -3., -3.,  5., -3.]])
     """
-    name = _estimator_name(estimator)
+    name = estimator_info(estimator).name
     eps = _check_eps(eps)
     if noise is not None:
-        from rankgrad._src import noisy
-
         if name != "ordergrad":
             raise ValueError(f"noise: only estimator='ordergrad' has a noise correction, got {name!r}.")
-        rho0, rho1 = _noise_rates(noise)
-        if rho0 is None:
-            return noisy.forward_advantages(rewards, objective, rho1=rho1, group_ids=group_ids, mask=mask)
-        return noisy.advantages(rewards, objective, rho0=rho0, rho1=rho1, group_ids=group_ids, mask=mask)
+        rho0, rho1 = noisy.parse_noise(noise)
+        return noisy_advantages(rewards, objective, rho0, rho1, group_ids=group_ids, mask=mask)
     g, obj, info = _prepare(rewards, objective, group_ids, mask, detach=True)
     obj.require_integral("advantages")
     return _ADVANTAGE_FNS[name](g, obj, eps, info)
 
 
-def _rate(v: Any, which: str) -> float:
-    if isinstance(v, (str, bytes, bool, np.bool_)):
-        raise InputTypeError(f"noise: {which} must be a number in [0, 1), got {v!r}.")
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        raise InputTypeError(f"noise: {which} must be a number in [0, 1), got {v!r}.") from None
+def noisy_advantages(
+    rewards: Array, objective: ObjectiveLike, rho0: float | None, rho1: float, *, group_ids: Any = None,
+    mask: Any = None,
+) -> Array:
+    """Noise-corrected ``ordergrad`` advantages of 0/1 rewards, rates already checked
+    (:func:`rankgrad._src.noisy.check_rates`): the advantages of the corrected objective
+    (``noisy.corrected_objective``), or with ``rho0=None`` the forward correction of the mean, the
+    ordinary advantages / (1 − rho1). Layouts and return as :func:`advantages`."""
+    if rho0 is None:
+        obj = as_objective(objective)
+        noisy.require_forward(obj)
+        noisy.require_binary(rewards, mask)
+        return advantages(rewards, obj, group_ids=group_ids, mask=mask) * (1.0 / (1.0 - rho1))
+    noisy.require_binary(rewards, mask)
+    obj, _ = noisy.corrected_objective(objective, rho0, rho1)
+    return advantages(rewards, obj, group_ids=group_ids, mask=mask)
 
 
-def _noise_rates(noise: Any) -> tuple[float | None, float]:
-    """``noise=(rho0, rho1)`` checked: rates in [0, 1) with rho0 + rho1 < 1; rho0 may be None
-    (unknown false-positive rate), rho1 may not."""
-    try:
-        rho0, rho1 = noise
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"noise: expected (rho0, rho1), the verifier's false-positive and false-negative rates "
-            f"(rho0=None if unknown: forward correction, mean only), got {noise!r}."
-        ) from None
-    if rho1 is None:
-        raise InputTypeError(
-            f"noise: the false-negative rate rho1 is needed (only rho0 may be None, for the forward "
-            f"correction), got noise={noise!r}; estimate it with rankgrad.noisy.estimate_rho1."
-        )
-    r1 = _rate(rho1, "rho1")
-    r0 = None if rho0 is None else _rate(rho0, "rho0")
-    ok = 0 <= r1 < 1 and (r0 is None or (0 <= r0 < 1 and r0 + r1 < 1))
-    if not ok:
-        raise ValueError(
-            f"noise: expected rates 0 <= rho0, rho1 < 1 with rho0 + rho1 < 1 (else the verifier "
-            f"carries no signal), got noise={noise!r}."
-        )
-    return r0, r1
+def noisy_value(
+    rewards: Array, objective: ObjectiveLike, rho0: float, rho1: float, *, group_ids: Any = None,
+    mask: Any = None,
+) -> Array:
+    """Noise-corrected batch value of 0/1 rewards, rates already checked: the value of the corrected
+    weights plus their constant h̃(0) for every group with a sample (0 for a fully masked group).
+    Layouts and return as :func:`value`."""
+    noisy.require_binary(rewards, mask)
+    obj, offset = noisy.corrected_objective(objective, rho0, rho1)
+    return _value(rewards, obj, group_ids=group_ids, mask=mask, offset=offset)
 
 
 def _ordergrad(g: Grouped, obj: Objective, eps: float, info: _Info) -> Array:
@@ -687,12 +711,8 @@ def _ordergrad(g: Grouped, obj: Objective, eps: float, info: _Info) -> Array:
     return _finish(g, s, _scan(s.yc, g, "adv", obj), sc)
 
 
-def _is_mean(obj: Objective) -> bool:
-    return obj.k == 1 or bool(np.allclose(obj.weights, 1.0 / obj.k, rtol=0, atol=1e-15))
-
-
 def _require_mean(obj: Objective, name: str) -> None:
-    if not _is_mean(obj):
+    if not noisy.is_mean(obj):
         raise ValueError(
             f"objective: estimator={name!r} optimises the mean reward; pass objective='mean', or "
             f"estimator='ordergrad' for {obj.name!r}."
@@ -732,17 +752,46 @@ def _mean_family(kind: str) -> Callable[[Grouped, Objective, float, _Info], Arra
             out = _unscale(d * (n / nm1), sc)
         elif kind == "dr_grpo":
             out = _unscale(d, sc)
-        else:  # grpo: std from d / max|d| (no overflow or underflow in the squares)
-            dmax = ops.row_abs_max(d)[:, None]
-            unit = ops.where(dmax > 0, dmax, 1.0)
-            std = unit * (ops.sum((d / unit) ** 2)[:, None] / nm1) ** 0.5
-            den = std + (eps if sc.down is None else eps * sc.down)
+        else:  # grpo
+            den = _std(ops, n, d) + (eps if sc.down is None else eps * sc.down)
             out = ops.where(den > 0, d / ops.where(den > 0, den, 1.0), 0.0)
         if g.valid is not None:
             out = ops.where(g.valid, out, 0.0)
         return _cast(g, g.restore(out), sc)
 
     return fn
+
+
+def _std(ops: Ops, n: Array, d: Array) -> Array:
+    """Per-group standard deviation (ddof=1) [G, 1] from the count ``n`` [G, 1] and the deviations
+    ``d`` [G, W] of :func:`_group_moments`, computed on d / max|d| (no overflow or underflow in the
+    squares); 0 for a constant group or one of a single sample."""
+    nm1 = ops.where(n > 1, n - 1, 1.0)
+    dmax = ops.row_abs_max(d)[:, None]
+    unit = ops.where(dmax > 0, dmax, 1.0)
+    return unit * (ops.sum((d / unit) ** 2)[:, None] / nm1) ** 0.5
+
+
+def group_std(rewards: Array, *, group_ids: Any = None, mask: Any = None) -> Array:
+    """GRPO's normaliser: for every sample, the standard deviation (ddof=1) of its group's rewards.
+
+    The same computation as ``estimator="grpo"`` (two-pass deviations, squares of d / max|d|, exact
+    power-of-two scaling of huge rewards). Layouts as :func:`advantages`; returns the shape, backend
+    and float dtype of ``rewards``, 0 at masked-out entries and for a group of one sample. Gradients
+    never flow through it.
+    """
+    return _group_std(rewards, "mean", group_ids=group_ids, mask=mask)
+
+
+def _group_std(rewards: Array, objective: ObjectiveLike, *, group_ids: Any, mask: Any) -> Array:
+    g, _, info = _prepare(rewards, objective, group_ids, mask, detach=True)
+    g, sc = _scaling(g, info.m, 4.0)
+    ops = g.ops
+    n, d = _group_moments(g)
+    out = _unscale(_std(ops, n, d) + 0 * d, sc)
+    if g.valid is not None:
+        out = ops.where(g.valid, out, 0.0)
+    return _cast(g, g.restore(out), sc, "standard deviations")
 
 
 def _pkpo(kind: str) -> Callable[[Grouped, Objective, float, _Info], Array]:
@@ -790,7 +839,7 @@ def _chen(g: Grouped, obj: Objective, eps: float, info: _Info) -> Array:
         )
     ops = g.ops
     if not ops.is_traced(g.values):
-        xn = ops.to_numpy(g.values)  # masked-out entries are 0 (_prepare)
+        xn = ops.to_host(g.values)  # masked-out entries are 0 (_prepare)
         if not np.all((xn == 0) | (xn == 1)):
             raise ValueError(
                 "rewards: estimator='chen_passk' needs binary 0/1 rewards (pass/fail); use "
@@ -830,7 +879,7 @@ def _gopo(g: Grouped, obj: Objective, eps: float, info: _Info) -> Array:
     d = below - above
     if g.valid is not None:
         d = ops.where(s.in_range, d, 0.0)
-    if _is_mean(obj):
+    if noisy.is_mean(obj):
         return _finish(g, s, 2.0 * d / ops.where(n > 1, n - 1, 1.0), ties=False)
     u = 0.5 + 0.5 * d / ops.where(n > 1, n - 1, 1.0)  # midrank CDF in [0, 1], sorted order
     if g.valid is not None:
@@ -851,7 +900,7 @@ _ADVANTAGE_FNS: dict[str, Callable[[Grouped, Objective, float, _Info], Array]] =
     "chen_passk": _chen,
     "gopo": _gopo,
 }
-assert set(_ADVANTAGE_FNS) == set(ESTIMATORS)
+assert set(_ADVANTAGE_FNS) == set(ESTIMATORS) and set(_ALIASES.values()) <= set(ESTIMATORS)
 
 # Flat input (``group_ids``) with groups of very different sizes runs bucket by bucket, so memory stays
 # O(B) whatever the mix (``layout.bucketed``); dense input and near-uniform batches are one call.
@@ -859,4 +908,5 @@ assert set(_ADVANTAGE_FNS) == set(ESTIMATORS)
 advantages = bucketed(advantages, "sample")
 include_one = bucketed(include_one, "sample")
 leave_one_out = bucketed(leave_one_out, "sample")
+_group_std = bucketed(_group_std, "sample")
 _value = bucketed(_value, "group")

@@ -43,7 +43,7 @@ import numpy as np
 
 from rankgrad._src.errors import InputTypeError
 from rankgrad._src.objectives import Objective, ObjectiveLike, as_objective, rank
-from rankgrad._src.ops import Ops, get_ops, is_jax, is_torch
+from rankgrad._src.ops import Ops, get_ops, is_host
 
 Array = Any
 
@@ -52,29 +52,31 @@ __all__ = ["value", "advantages", "include_one", "order_statistics"]
 
 def _backend_of(*xs: Any) -> Ops:
     for x in xs:
-        if is_torch(x) or is_jax(x):
+        if not is_host(x):
             return get_ops(x)
     return get_ops(np.zeros(0))
 
 
 def _convert(ops: Ops, x: Any, like: Any | None, arg: str) -> Array:
-    if not (is_torch(x) or is_jax(x)):
+    """``x`` as a float array of ``ops``' backend: ``like``'s dtype and device, or float64 on the host
+    when ``like`` is None (both arguments host data)."""
+    if is_host(x):
         a = np.asarray(x)
         if a.dtype.kind not in "biuf":
             raise InputTypeError(
                 f"{arg}: expected a numeric array of real numbers (float, int or bool), got dtype "
                 f"{a.dtype}."
             )
-        x = a if ops.name != "numpy" or like is not None else a.astype(np.float64)
-    elif "complex" in str(x.dtype):
+        return a.astype(np.float64) if like is None else ops.asarray(a, like)
+    if "complex" in str(x.dtype):
         raise InputTypeError(f"{arg}: expected real numbers, got dtype {x.dtype}; pass x.real or abs(x).")
-    return ops.convert(x, like)
+    return ops.float_like(x) if like is None else ops.asarray(x, like)
 
 
 def _prepare(r: Any, p: Any) -> tuple[Ops, Array, Array, tuple]:
     ops = _backend_of(r, p)
     p_dtype = str(p.dtype if hasattr(p, "dtype") else np.asarray(p).dtype)  # before float64 conversion
-    first = p if (is_torch(p) or is_jax(p)) else (r if (is_torch(r) or is_jax(r)) else None)
+    first = p if not is_host(p) else (r if not is_host(r) else None)
     like = None if first is None else ops.float_like(first)
     r = _convert(ops, r, like, "r")
     p = _convert(ops, p, r if like is None else like, "p")
@@ -84,7 +86,7 @@ def _prepare(r: Any, p: Any) -> tuple[Ops, Array, Array, tuple]:
             f"got {tuple(r.shape)} and {tuple(p.shape)}."
         )
     if not (ops.is_traced(r) or ops.is_traced(p)):
-        rn, pn = ops.to_numpy(r), ops.to_numpy(p)
+        rn, pn = ops.to_host(r), ops.to_host(p)
         if not np.all(np.isfinite(rn)):
             raise ValueError("r: arm rewards must be finite (no NaN or inf).")
         if not np.all(np.isfinite(pn)) or np.any(pn < 0):

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from rankgrad._src.errors import InputTypeError
-from rankgrad._src.ops import Ops, get_ops, is_jax, is_torch
+from rankgrad._src.ops import Ops, get_ops, is_host, to_host
 
 Array = Any
 
@@ -75,13 +75,7 @@ class Grouped:
 # ------------------------------------------------------------------ rewards
 def check_real(ops: Ops, x: Array, arg: str = "rewards") -> None:
     """Raise :class:`InputTypeError` unless ``x`` (an array of ``ops``' backend) holds real numbers."""
-    if ops.name == "numpy":
-        ok = x.dtype.kind in "biuf"
-    elif ops.name == "torch":
-        ok = not x.is_complex()
-    else:
-        ok = not ops.jnp.issubdtype(x.dtype, ops.jnp.complexfloating)
-    if not ok:
+    if not ops.is_real(x):
         hint = (
             "pass the real part or the magnitude explicitly (x.real, abs(x))"
             if "complex" in str(x.dtype)
@@ -94,10 +88,6 @@ def check_real(ops: Ops, x: Array, arg: str = "rewards") -> None:
 
 
 # --------------------------------------------------------------------- masks
-def _backend_of(a: Any) -> str:
-    return "torch" if is_torch(a) else "jax" if is_jax(a) else "numpy"
-
-
 def _check_mask_dtype(dtype: Any, arg: str) -> str:
     """'bool' or 'number' for an accepted mask dtype, else InputTypeError."""
     kind = str(dtype)
@@ -123,16 +113,9 @@ def _bad_value_error(host: np.ndarray, arg: str) -> ValueError:
     )
 
 
-def _host_array(a: Any) -> np.ndarray:
-    """Any array-like (numpy, list, torch, jax) as a numpy array; bf16 becomes float32."""
-    if is_torch(a) or is_jax(a):
-        return get_ops(a).to_numpy(a)
-    return np.asarray(a)
-
-
 def host_mask(mask: Any, shape: tuple, arg: str = "mask") -> np.ndarray:
     """A mask of any backend (or a list) as a host bool array of ``shape``, checked (module docstring)."""
-    m = _host_array(mask)
+    m = to_host(mask)
     if tuple(m.shape) != tuple(shape):
         raise ValueError(f"{arg}: expected the shape of rewards {tuple(shape)}, got {tuple(m.shape)}.")
     if m.dtype.kind == "O" and m.size:  # a list of Python bools/ints: type it
@@ -153,18 +136,17 @@ def backend_mask(ops: Ops, mask: Any, shape: tuple, like: Array, arg: str = "mas
     A mask of another backend (numpy arrays and lists with torch/jax rewards) goes through the host.
     Under a trace only its dtype can be checked; values other than 0/1 then count as kept.
     """
-    if ops.name == "numpy" or _backend_of(mask) != ops.name:
-        return ops.asarray(host_mask(mask, shape, arg), like)
+    if is_host(mask) or get_ops(mask) is not ops:
+        return ops.asarray(host_mask(mask, shape, arg), like, cast=False)
     if tuple(mask.shape) != tuple(shape):
         raise ValueError(f"{arg}: expected the shape of rewards {tuple(shape)}, got {tuple(mask.shape)}.")
-    if ops.name == "torch" and mask.device != like.device:
-        mask = mask.to(like.device)
+    mask = ops.asarray(mask, like, cast=False)  # on the rewards' device
     if _check_mask_dtype(mask.dtype, arg) == "bool":
         return mask
     if not (ops.is_traced(mask) or ops.is_traced(like)):
         binary = (mask == 0) | (mask == 1)
         if not bool(binary.all()):
-            raise _bad_value_error(ops.to_numpy(mask), arg)
+            raise _bad_value_error(ops.to_host(mask), arg)
     return mask != 0
 
 
@@ -216,16 +198,7 @@ def group_codes(group_ids: Any, size: int, arg: str = "group_ids") -> GroupCodes
             _check_length(np.shape(group_ids), size, arg)
         _check_length((len(items),), size, arg)
         return _codes_of_items(items, arg)
-    if is_torch(group_ids) or is_jax(group_ids):
-        ops = get_ops(group_ids)
-        if ops.name == "torch" and group_ids.is_floating_point() and group_ids.element_size() < 4:
-            group_ids = group_ids.float()  # bf16/f16: every value is exact in float32
-        elif ops.name == "jax" and ops.jnp.issubdtype(group_ids.dtype, ops.jnp.floating):
-            if group_ids.dtype.itemsize < 4:
-                group_ids = group_ids.astype(ops.jnp.float32)
-        arr = ops.to_numpy(group_ids)
-    else:
-        arr = np.asarray(group_ids)
+    arr = to_host(group_ids)  # bf16 as float32; float16 is widened below
     _check_length(arr.shape, size, arg)
     kind = arr.dtype.kind
     if kind == "O":
@@ -344,8 +317,7 @@ def to_groups(
     ops: Ops, rewards: Array, *, group_ids: Any = None, mask: Array | None = None
 ) -> Grouped:
     """Bring any supported layout to padded groups (see the module docstring)."""
-    if ops.name == "numpy":
-        rewards = np.asarray(rewards)
+    rewards = ops.as_native(rewards)
     check_real(ops, rewards)
     out_dtype = ops.float_like(rewards).dtype
     x = ops.compute(rewards)
@@ -372,7 +344,7 @@ def _dense(ops: Ops, x: Array, shape: tuple, mask: Array | None, out_dtype: Any)
             sizes, sizes_traced = None, m2.sum(-1)
             valid = m2
         else:
-            sizes = ops.to_numpy(m2).sum(-1).astype(np.int64)
+            sizes = ops.to_host(m2).sum(-1).astype(np.int64)
             valid = None if bool((sizes == n).all()) else m2
 
     return Grouped(
@@ -414,13 +386,13 @@ def _flat(
         back[by_group] = np.arange(b)
         return Grouped(
             ops=ops,
-            values=_gather(ops, x, by_group).reshape(g, width),
+            values=ops.take_first(x, by_group).reshape(g, width),
             valid=None,
             sizes=counts.copy(),
             sizes_traced=None,
             width=width,
             out_dtype=out_dtype,
-            restore=lambda a: _gather(ops, a.reshape((g * width, *tuple(a.shape)[2:])), back),
+            restore=lambda a: ops.take_first(a.reshape((g * width, *tuple(a.shape)[2:])), back),
             restore_groups=lambda v: v,
         )
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -435,7 +407,7 @@ def _flat(
     sizes = valid_np.sum(-1).astype(np.int64)
     values = ops.scatter_rows(x, codes, pos, (g, width))
     uniform = bool((sizes == width).all())
-    valid = None if uniform else ops.asarray(valid_np, x)
+    valid = None if uniform else ops.asarray(valid_np, x, cast=False)
     return Grouped(
         ops=ops,
         values=values,
@@ -447,15 +419,6 @@ def _flat(
         restore=lambda a: ops.gather_rows(a, codes, pos),
         restore_groups=lambda v: v,
     )
-
-
-def _gather(ops: Ops, x: Array, idx: np.ndarray) -> Array:
-    """``x[idx]`` along the first axis (``idx`` host ints); torch through ``index_select``, which is
-    several times faster than advanced indexing on CPU (gradients flow through both)."""
-    if ops.name == "torch":
-        t = ops.torch
-        return t.index_select(x, 0, t.as_tensor(idx, device=x.device))
-    return ops.take_first(x, idx)
 
 
 def _group_order(codes: np.ndarray, count: int) -> np.ndarray:
@@ -522,8 +485,7 @@ def bucketed(fn: Callable[..., Array], per: Literal["sample", "group"]) -> Calla
         if group_ids is None:
             return call(rewards, None, mask)
         ops = get_ops(rewards)
-        if not (is_torch(rewards) or is_jax(rewards)):
-            rewards = np.asarray(rewards)
+        rewards = ops.as_native(rewards)
         if ops.is_traced(rewards) or ops.is_traced(group_ids) or len(rewards.shape) != 1:
             return call(rewards, group_ids, mask)  # fn raises its own clear error
         gc = group_codes(group_ids, int(rewards.shape[0]))
@@ -533,8 +495,8 @@ def bucketed(fn: Callable[..., Array], per: Literal["sample", "group"]) -> Calla
         plan = bucket_plan(counts)
         if plan is None:
             return call(rewards, gc, mask)
-        if isinstance(mask, (list, tuple)) or (mask is not None and _backend_of(mask) != ops.name):
-            mask = _host_array(mask)  # indexed on the host; the layout moves it to the rewards' device
+        if mask is not None and (is_host(mask) or get_ops(mask) is not ops):
+            mask = to_host(mask)  # indexed on the host; the layout moves it to the rewards' device
         bucket_of_sample = plan[gc.codes]
         parts, places = [], []
         for b in range(int(plan.max()) + 1):
@@ -556,9 +518,9 @@ def bucketed(fn: Callable[..., Array], per: Literal["sample", "group"]) -> Calla
 
 def _take(ops: Ops, a: Array, idx: np.ndarray) -> Array:
     """``a[idx]`` for an array of ``ops``' backend or a host array."""
-    if _backend_of(a) == ops.name:
+    if not is_host(a) and get_ops(a) is ops:
         return ops.take_first(a, idx)
-    return np.asarray(a)[idx]
+    return to_host(a)[idx]
 
 
 def _renumbered(err: ValueError, groups: np.ndarray) -> ValueError:

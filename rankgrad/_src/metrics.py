@@ -26,6 +26,7 @@ from rankgrad._src.errors import InputTypeError
 from rankgrad._src.estimators import value
 from rankgrad._src.layout import group_codes, host_mask
 from rankgrad._src.objectives import Objective, as_objective, best_of_k, worst_of_k
+from rankgrad._src.ops import to_host
 
 __all__ = [
     "AdvantageStats",
@@ -41,22 +42,14 @@ __all__ = [
 
 # ------------------------------------------------------------------------------ host arrays
 def _host(x: Any, arg: str) -> np.ndarray:
-    """Any supported array (numpy, torch on any device, jax, lists) as a host numpy array."""
-    mod = type(x).__module__ or ""
-    if mod.startswith("torch"):
-        x = x.detach()
-        if x.is_floating_point() and x.element_size() < 4:
-            x = x.float()
-        return x.cpu().numpy()
-    if mod.startswith(("jax", "jaxlib")):
-        arr = np.asarray(x)
-        return arr.astype(np.float32) if arr.dtype.kind == "V" or "bfloat16" in str(arr.dtype) else arr
-    if isinstance(x, (list, tuple)):
-        try:
-            return np.asarray(x)
-        except ValueError:
+    """Any supported array (numpy, torch on any device, jax, lists) as a host numpy array
+    (:func:`rankgrad._src.ops.to_host`); a ragged nested list is a ValueError naming ``arg``."""
+    try:
+        return to_host(x)
+    except ValueError:
+        if isinstance(x, (list, tuple)):
             raise ValueError(f"{arg}: expected a rectangular array, got a ragged nested list.") from None
-    return np.asarray(x)
+        raise
 
 
 def _reals(x: Any, arg: str) -> np.ndarray:

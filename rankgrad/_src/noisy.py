@@ -20,10 +20,15 @@ Cost: T is inverted exactly, but the weights grow like (1 − ρ0 − ρ1)^−K,
 Conditions: binary rewards, K <= N − 1, known ρ0 + ρ1 < 1, noise independent of the instance.
 For K = 1 (the mean) this is the backward correction (r̃ − ρ0)/(1 − ρ0 − ρ1).
 
-For the mean there is also a forward correction that needs only ρ1 (:func:`forward_advantages`):
+For the mean there is also a forward correction that needs only ρ1 (``rankgrad.noisy.forward_advantages``):
 class-conditional noise shrinks the mean's gradient by the same factor for every prompt, so
 reweighting the score-function terms by 1/(1 − ρ1) keeps the clean direction and is exact when the
 verifier never passes a wrong answer. No such prompt-independent factor exists for K > 1.
+
+Layering: this module transforms objectives and checks rates; it sits below the estimators and
+imports nothing from them. The estimators apply the transform (``noise=`` of
+:func:`rankgrad.advantages` and :func:`rankgrad.value`); ``rankgrad.noisy`` adds the keyword-rate
+entry points on top.
 """
 
 from __future__ import annotations
@@ -33,48 +38,97 @@ from typing import Any
 import numpy as np
 
 from rankgrad._src.errors import InputTypeError
-from rankgrad._src.estimators import _is_mean, _value
-from rankgrad._src.estimators import advantages as _advantages
 from rankgrad._src.objectives import Objective, ObjectiveLike, as_objective
-from rankgrad._src.ops import get_ops
+from rankgrad._src.ops import get_ops, to_host
 from rankgrad._src.weights import binomial_pmf
 
 __all__ = [
-    "corrected_objective", "advantages", "value", "flip_matrix", "estimate_rho1", "backward_rewards",
-    "forward_advantages",
+    "corrected_objective", "flip_matrix", "estimate_rho1", "backward_rewards", "check_rates",
+    "parse_noise", "is_mean", "require_binary", "require_forward",
 ]
 
 
-def _as_rate(v: Any, name: str) -> float:
+def is_mean(obj: Objective) -> bool:
+    """Whether ``obj`` is the mean of K draws (equal weights 1/K): its estimators are RLOO's family."""
+    return obj.k == 1 or bool(np.allclose(obj.weights, 1.0 / obj.k, rtol=0, atol=1e-15))
+
+
+# ------------------------------------------------------------------------- rates
+def _as_rate(v: Any, which: str, arg: str | None) -> float:
     """A flip rate as a float; a non-number is an :class:`InputTypeError` naming it."""
+    msg = f"{arg + ': ' if arg else ''}{which}: expected a rate, a number in [0, 1), got {v!r}."
     if v is None or isinstance(v, (str, bytes, bool, np.bool_)):
-        raise InputTypeError(f"{name}: expected a rate, a number in [0, 1), got {v!r}.")
+        raise InputTypeError(msg)
     try:
         return float(v)
     except (TypeError, ValueError):
-        raise InputTypeError(f"{name}: expected a rate, a number in [0, 1), got {v!r}.") from None
+        raise InputTypeError(msg) from None
 
 
-def _check_rho1(rho1: float) -> float:
-    rho1 = _as_rate(rho1, "rho1")
-    if not 0 <= rho1 < 1:  # NaN fails too
-        raise ValueError(f"rho1: expected a false-negative rate with 0 <= rho1 < 1, got rho1={rho1}.")
-    return rho1
+def check_rates(
+    rho0: Any, rho1: Any, *, arg: str | None = None, rho0_optional: bool = False
+) -> tuple[float | None, float]:
+    """The verifier's flip rates checked: 0 <= rho0, rho1 < 1 and rho0 + rho1 < 1 (NaN fails).
 
+    Args:
+      rho0, rho1: false-positive and false-negative rates.
+      arg: the argument the caller wrote, named first in every message (``"noise"`` for
+        ``noise=(rho0, rho1)``); None when the rates are the arguments ``rho0``, ``rho1`` themselves.
+      rho0_optional: accept ``rho0=None`` (unknown false-positive rate: the forward correction);
+        it is then returned as None and only ``rho1`` is checked.
 
-def _check_rates(rho0: float, rho1: float) -> tuple[float, float]:
-    rho0, rho1 = _as_rate(rho0, "rho0"), _as_rate(rho1, "rho1")
-    if not (0 <= rho0 < 1 and 0 <= rho1 < 1 and rho0 + rho1 < 1):  # NaN fails too
+    Raises:
+      InputTypeError: a rate that is not a number (``rho0=None`` unless optional).
+      ValueError: a rate outside [0, 1), or rho0 + rho1 >= 1 (the verifier carries no signal).
+    """
+    r1 = _as_rate(rho1, "rho1", arg)
+    r0 = None if (rho0 is None and rho0_optional) else _as_rate(rho0, "rho0", arg)
+    if r0 is None:
+        if not 0 <= r1 < 1:
+            who, got = (arg, f"{arg}=({rho0!r}, {rho1!r})") if arg else ("rho1", f"rho1={r1}")
+            raise ValueError(f"{who}: expected a false-negative rate with 0 <= rho1 < 1, got {got}.")
+        return None, r1
+    if not (0 <= r0 < 1 and 0 <= r1 < 1 and r0 + r1 < 1):
+        who, got = (arg, f"{arg}=({rho0!r}, {rho1!r})") if arg else ("rho0, rho1", f"rho0={r0}, rho1={r1}")
         raise ValueError(
-            f"rho0, rho1: expected false-positive and false-negative rates with 0 <= rho < 1 and "
-            f"rho0 + rho1 < 1 (else the verifier carries no signal), got rho0={rho0}, rho1={rho1}."
+            f"{who}: expected false-positive and false-negative rates with 0 <= rho0, rho1 < 1 and "
+            f"rho0 + rho1 < 1 (else the verifier carries no signal), got {got}."
         )
-    return rho0, rho1
+    return r0, r1
+
+
+def parse_noise(noise: Any) -> tuple[float | None, float]:
+    """``noise=(rho0, rho1)`` of the estimators, checked (:func:`check_rates` naming ``noise``):
+    ``rho0`` may be None (unknown false-positive rate: forward correction), ``rho1`` may not."""
+    try:
+        rho0, rho1 = noise
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"noise: expected (rho0, rho1), the verifier's false-positive and false-negative rates "
+            f"(rho0=None if unknown: forward correction, mean only), got {noise!r}."
+        ) from None
+    if rho1 is None:
+        raise InputTypeError(
+            f"noise: the false-negative rate rho1 is needed (only rho0 may be None, for the forward "
+            f"correction), got noise={noise!r}; estimate it with rankgrad.noisy.estimate_rho1."
+        )
+    return check_rates(rho0, rho1, arg="noise", rho0_optional=True)
+
+
+def require_forward(obj: Objective) -> None:
+    """The forward correction (``rho0`` unknown) exists for the mean only: a clear error otherwise."""
+    if not is_mean(obj):
+        raise ValueError(
+            f"objective: the forward correction (noise with rho0=None) exists for the mean only, got "
+            f"{obj.name!r}; for K > 1 the noisy gradient's factor depends on each prompt's pass rate. "
+            "Give the false-positive rate too (rho0=0 if the verifier never passes a wrong answer) to "
+            "use the counts-level correction."
+        )
 
 
 def flip_matrix(k: int, rho0: float, rho1: float) -> np.ndarray:
     """T[s, t] = P(t observed passes | s true passes among k draws), shape [k+1, k+1]."""
-    rho0, rho1 = _check_rates(rho0, rho1)
+    rho0, rho1 = check_rates(rho0, rho1)
     t = np.zeros((k + 1, k + 1))
     for s in range(k + 1):
         t[s] = np.convolve(binomial_pmf(s, 1 - rho1), binomial_pmf(k - s, rho0))
@@ -96,70 +150,25 @@ def corrected_objective(objective: ObjectiveLike, rho0: float, rho1: float) -> t
     return Objective.from_weights(np.diff(h_tilde), name=name), float(h_tilde[0])
 
 
-def _require_binary(rewards: Any, mask: Any) -> None:
-    ops = get_ops(rewards)
-    if ops.is_traced(rewards) or (mask is not None and get_ops(mask).is_traced(mask)):
+def require_binary(rewards: Any, mask: Any = None) -> None:
+    """A clear error unless the kept ``rewards`` (any backend) are all 0 or 1. Skipped under a trace;
+    rewards or masks that are not numbers, or masks of another shape, are left to the layout check,
+    which names them. Masked-out entries are never read (they may be NaN)."""
+    if get_ops(rewards).is_traced(rewards) or (mask is not None and get_ops(mask).is_traced(mask)):
         return
     try:
-        r = np.asarray(ops.to_numpy(rewards) if ops.name != "numpy" else rewards, dtype=np.float64)
+        r = np.asarray(to_host(rewards), dtype=np.float64)
         if mask is not None:
-            m = np.asarray(get_ops(mask).to_numpy(mask) if get_ops(mask).name != "numpy" else mask)
+            m = to_host(mask)
             if m.shape != r.shape:
-                return  # the layout check names the shape mismatch
-            r = np.where(m.astype(bool), r, 0.0)  # masked-out entries are never read (may be NaN)
+                return
+            r = np.where(m.astype(bool), r, 0.0)
     except (TypeError, ValueError):
-        return  # not numbers: the layout check names the type
+        return
     if not np.all((r == 0) | (r == 1)):
         raise ValueError(
             "rewards: the noise correction is for binary 0/1 verifier outcomes; got other values."
         )
-
-
-def advantages(
-    rewards: Any,
-    objective: ObjectiveLike,
-    *,
-    rho0: float,
-    rho1: float,
-    group_ids: Any = None,
-    mask: Any = None,
-) -> Any:
-    """Noise-corrected LR advantages: (K/N)·Σ a_i ∇log p(x_i) is unbiased for ∇J_K of the *true*
-    rewards, given observed 0/1 rewards from a verifier with known rates ρ0 (false positive) and
-    ρ1 (false negative). Same layouts and return as :func:`rankgrad.advantages`.
-
-    Example:
-      >>> import numpy as np
-      >>> from rankgrad import noisy
-      >>> r = np.array([1., 0., 0., 1., 0., 0., 0., 0.])
-      >>> a = noisy.advantages(r, "mean", rho0=0.1, rho1=0.1)  # = RLOO / (1 − ρ0 − ρ1)
-      >>> bool(np.allclose(a, (r - (r.sum() - r) / 7) / 0.8))
-      True
-    """
-    _require_binary(rewards, mask)
-    obj, _ = corrected_objective(objective, rho0, rho1)
-    return _advantages(rewards, obj, group_ids=group_ids, mask=mask)
-
-
-def value(
-    rewards: Any,
-    objective: ObjectiveLike,
-    *,
-    rho0: float,
-    rho1: float,
-    group_ids: Any = None,
-    mask: Any = None,
-) -> Any:
-    """Noise-corrected batch value per group, unbiased for the clean J_K (may leave [0, 1] for a
-    small group: it is an unbiased estimate, not a probability).
-
-    It is the value of the corrected weights w̃ plus the constant h̃(0) (:func:`corrected_objective`)
-    for every group with at least one sample; a fully masked group gives 0, like
-    :func:`rankgrad.value`. Same layouts and return as :func:`rankgrad.value`.
-    """
-    _require_binary(rewards, mask)
-    obj, offset = corrected_objective(objective, rho0, rho1)
-    return _value(rewards, obj, group_ids=group_ids, mask=mask, offset=offset)
 
 
 def backward_rewards(rewards: Any, *, rho0: float, rho1: float) -> Any:
@@ -177,76 +186,11 @@ def backward_rewards(rewards: Any, *, rho0: float, rho1: float) -> Any:
     Returns:
       r̂, same shape and backend, float.
     """
-    rho0, rho1 = _check_rates(rho0, rho1)
-    _require_binary(rewards, None)
+    rho0, rho1 = check_rates(rho0, rho1)
+    require_binary(rewards, None)
     ops = get_ops(rewards)
     r = ops.float_like(rewards)
     return (r - rho0) / (1.0 - rho0 - rho1)
-
-
-def forward_advantages(
-    rewards: Any,
-    objective: ObjectiveLike = "mean",
-    *,
-    rho1: float,
-    group_ids: Any = None,
-    mask: Any = None,
-) -> Any:
-    """The forward correction for the mean objective: needs only the false-negative rate ρ1.
-
-    With class-conditional flips the observed reward is r̃ = ρ0 + (1 − ρ0 − ρ1)·r + zero-mean noise
-    given the sample, and E[∇log π] = 0, so the naive update E[r̃ ∇log π] = (1 − ρ0 − ρ1)·∇p already
-    points along the clean gradient, shrunk by a factor that is the same for every prompt and every
-    policy. The forward correction reweights the score-function terms by 1/(1 − ρ1), the rate at
-    which true passes survive the verifier:
-
-        a_i = (r̃_i − mean_{j≠i} r̃_j) / (1 − ρ1),
-        E[(1/N)·Σ_i a_i ∇log π(x_i)] = (1 − ρ0 − ρ1)/(1 − ρ1) · ∇p
-
-    (for a K-sample mean objective, the ordinary advantages of that objective / (1 − ρ1), with K/N).
-
-    (Derived from the description in arXiv 2510.00915 — score-function terms reweighted so the expected
-    update has the clean direction, using only the FN rate — not transcribed from its algorithm.)
-    So it is unbiased for the clean mean when the verifier never passes a wrong answer (ρ0 = 0, the
-    usual case for rule-based checkers), and otherwise short by the constant (1 − ρ0 − ρ1)/(1 − ρ1)
-    <= 1: the direction of a whole batch's update is the clean one whatever ρ0 is, and ρ0 need not be
-    known. Its variance is (1 − ρ1)^−2 times the naive RLOO's, against (1 − ρ0 − ρ1)^−2 for the
-    backward correction (:func:`backward_rewards`), which is exactly unbiased but needs both rates.
-    For the mean both are multiples of the naive update, so per unit of expected clean gradient their
-    noise is the same: what the forward correction buys is not needing ρ0, not a lower variance.
-
-    Only the mean has such a prompt-independent factor: for pass@K the noisy gradient is off by
-    (1 − ρ0 − ρ1)·((1 − p̃)/(1 − p))^(K−1), which depends on the prompt's pass rate, so K > 1 needs the
-    counts-level correction (:func:`advantages`, both rates).
-
-    Args:
-      rewards: observed 0/1 verifier outcomes; layouts as :func:`rankgrad.advantages`.
-      objective: must be the mean (``"mean"``, or a K-sample mean such as ``"mean@4"``).
-      rho1: false-negative rate, 0 <= ρ1 < 1 (see :func:`estimate_rho1`, with ``rho0=0``).
-      group_ids, mask: as :func:`rankgrad.advantages`.
-
-    Returns:
-      Same shape, backend and float dtype as ``rewards``; zero-sum per group.
-
-    Example:
-      >>> import numpy as np
-      >>> from rankgrad import noisy
-      >>> r = np.array([1., 0., 0., 1., 0., 0., 0., 0.])
-      >>> a = noisy.forward_advantages(r, rho1=0.2)  # = RLOO / (1 − ρ1)
-      >>> bool(np.allclose(a, (r - (r.sum() - r) / 7) / 0.8))
-      True
-    """
-    rho1 = _check_rho1(rho1)
-    obj = as_objective(objective)
-    if not _is_mean(obj):
-        raise ValueError(
-            f"objective: the forward correction (noise with rho0=None) exists for the mean only, got "
-            f"{obj.name!r}; for K > 1 the noisy gradient's factor depends on each prompt's pass rate. "
-            "Give the false-positive rate too (rho0=0 if the verifier never passes a wrong answer) to "
-            "use the counts-level correction."
-        )
-    _require_binary(rewards, mask)
-    return _advantages(rewards, obj, group_ids=group_ids, mask=mask) * (1.0 / (1.0 - rho1))
 
 
 def estimate_rho1(

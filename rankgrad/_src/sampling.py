@@ -137,7 +137,7 @@ class PromptSampler:
         outer = self
 
         class _Sampler(Sampler[int]):
-            def __iter__(self):  # noqa: ANN204
+            def __iter__(self):
                 for _ in range(num_batches):
                     yield from outer.sample(batch_prompts).tolist()
 

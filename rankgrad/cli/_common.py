@@ -190,12 +190,10 @@ def nonneg_float(text: str) -> float:
 
 def estimator_name(name: str) -> str:
     """Canonical estimator name (aliases such as ``maxpo`` resolved) or a usage error listing them."""
-    from rankgrad._src.estimators import _estimator_name  # the library's own alias table
-
     try:
-        return _estimator_name(name)
+        return rankgrad.estimator_info(name).name
     except ValueError as err:
-        raise CliError(f"--estimator: {err}") from None
+        raise CliError(f"--{err}") from None
 
 
 class Progress:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from rankgrad._src import ops as ops_lib
-from rankgrad._src.estimators import ESTIMATORS, _check_eps, _estimator_name
+from rankgrad._src.estimators import _check_eps, estimator_info, group_std
 from rankgrad._src.estimators import advantages as _advantages
 from rankgrad._src.layout import GroupCodes, backend_mask, check_real, group_codes, host_mask
 from rankgrad._src.objectives import Objective, parse
@@ -33,7 +33,7 @@ def _ops(x: Array) -> ops_lib.Ops:
 
 def _as_array(x: Any) -> Array:
     """torch/jax arrays as they are; anything else (lists, numpy) as a numpy array."""
-    return x if ops_lib.is_torch(x) or ops_lib.is_jax(x) else np.asarray(x)
+    return _ops(x).as_native(x)
 
 
 def _shape_of(x: Any, arg: str) -> tuple:
@@ -50,9 +50,7 @@ def _shape_of(x: Any, arg: str) -> tuple:
 def _label_at(uids: Any, i: int) -> Any:
     """The caller's label at position ``i`` as a Python value (for messages)."""
     v = uids[i]
-    if ops_lib.is_torch(v) or ops_lib.is_jax(v) or isinstance(v, np.generic):
-        return v.item()
-    return v
+    return v.item() if not ops_lib.is_host(v) or isinstance(v, np.generic) else v
 
 
 def _is_half(dtype: Any) -> bool:
@@ -147,7 +145,7 @@ def group_advantages(
     caller_dtype = ops.float_like(scores).dtype
     half = _is_half(caller_dtype)
     work = ops.compute(scores) if half else ops.float_like(scores)
-    host = np.asarray(ops.to_numpy(work))  # float32/float64 (a view of CPU torch/numpy scores: no copy)
+    host = ops.to_host(work)  # float32/float64 (a view of CPU torch/numpy scores: no copy)
     if host.ndim != 1:
         raise ValueError(f"scores: expected flat [B] scores, got shape {host.shape}; use rankgrad.advantages "
                          "for [..., N] groups.")
@@ -185,7 +183,7 @@ def group_advantages(
                                f"{_label_at(trajectory_ids, int(rep[j]))!r})", **options)
     adv = ops.take_first(adv_t, traj.codes)
     if not valid.all():
-        adv = ops.where(ops.asarray(valid, adv), adv, ops.convert(np.zeros(b), adv))
+        adv = ops.where(ops.asarray(valid, adv, cast=False), adv, ops.asarray(np.zeros(b), adv))
     return ops.cast(adv, caller_dtype) if half else adv
 
 
@@ -298,18 +296,18 @@ def _grouped(
     clean = work
     if not all_valid:
         if not valid.any():
-            zero = ops.convert(np.zeros(b), clean)
-            return ops.where(ops.asarray(valid, clean), clean, zero)
+            zero = ops.asarray(np.zeros(b), clean)
+            return ops.where(ops.asarray(valid, clean, cast=False), clean, zero)
         if valid.all():
             all_valid = True
         else:  # excluded entries may be NaN: keep them out of the arithmetic too
-            zero = ops.convert(np.zeros(b), clean)
-            clean = ops.where(ops.asarray(valid, clean), clean, zero)
+            zero = ops.asarray(np.zeros(b), clean)
+            clean = ops.where(ops.asarray(valid, clean, cast=False), clean, zero)
     adv = _advantages(
         clean,
         obj,
         group_ids=groups,
-        mask=None if all_valid else ops.asarray(valid, clean),
+        mask=None if all_valid else ops.asarray(valid, clean, cast=False),
         estimator=estimator,
         eps=eps,
         noise=noise,
@@ -318,7 +316,7 @@ def _grouped(
         return adv
     factor = np.ones(b)
     if loss_scale:
-        info = ESTIMATORS[_estimator_name(estimator)]
+        info = estimator_info(estimator)
         if info.gradient_scale is None:
             raise ValueError(
                 f"loss_scale: estimator {info.name!r} is biased and has no gradient scale; pass "
@@ -326,23 +324,11 @@ def _grouped(
             )
         per_group = np.array([info.gradient_scale(int(n), obj.k) if n else 0.0 for n in counts])
         factor *= np.where(valid, per_group[inverse], 0.0)
-    if std_normalize:
-        factor /= _group_std(host, inverse, valid) + eps
+    if std_normalize:  # excluded entries (NaN, groups too small) are masked out, never read
+        factor /= group_std(host.astype(np.float64), group_ids=groups, mask=valid) + eps
     if loss_scale or std_normalize:
-        adv = adv * ops.convert(factor, adv)
+        adv = adv * ops.asarray(factor, adv)
     return adv
-
-
-def _group_std(x: np.ndarray, inverse: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Per-rollout std (ddof=1) of its group's valid scores, float64 on the host."""
-    x = np.asarray(x, dtype=np.float64)
-    w = valid.astype(np.float64)
-    xv = np.where(valid, x, 0.0)
-    n = np.bincount(inverse, weights=w)
-    mean = np.bincount(inverse, weights=xv) / np.maximum(n, 1)
-    ss = np.bincount(inverse, weights=w * (xv - mean[inverse]) ** 2)
-    std = np.sqrt(ss / np.maximum(n - 1, 1))
-    return std[inverse]
 
 
 def token_advantages(adv: Array, response_mask: Array) -> Array:

@@ -167,10 +167,8 @@ def options(objective: str, **kwargs: Any) -> SkyRLOptions:
     for key in ("unscorable", "small_groups"):
         if key in kwargs and kwargs[key] not in ("error", "zero"):
             raise ValueError(f"{key}: expected 'error' or 'zero', got {kwargs[key]!r}.")
-    if "estimator" in kwargs and kwargs["estimator"] not in rankgrad.ESTIMATORS:
-        raise ValueError(
-            f"estimator: unknown name {kwargs['estimator']!r}; expected one of {sorted(rankgrad.ESTIMATORS)}."
-        )
+    if "estimator" in kwargs:  # aliases resolved; an unknown name lists every accepted one
+        kwargs["estimator"] = rankgrad.estimator_info(kwargs["estimator"]).name
     if "eps" in kwargs:
         eps = kwargs["eps"]
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < float("inf"):
