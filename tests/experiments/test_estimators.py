@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+from typing import Any
 
 import pytest
 
@@ -17,13 +18,41 @@ from experiments import accuracy, pathwise, variance  # noqa: E402
 pytestmark = pytest.mark.slow  # runs an experiment; skipped by the inner loop `pytest -m "not slow"`
 
 
-def _check_files(res: dict, name: str) -> dict:
+def _check_files(res: dict, name: str, module: Any) -> dict:
     files = res["files"]
-    assert pathlib.Path(files["png"]).name == f"{name}.png" and pathlib.Path(files["png"]).stat().st_size > 0
-    with open(files["json"]) as f:
+    png, stored = pathlib.Path(files["png"]), pathlib.Path(files["json"])
+    assert png.name == f"{name}.png" and png.stat().st_size > 0
+    with open(stored) as f:
         payload = json.load(f)
     assert payload["experiment"] == name and "machine" in payload
+    # --replot draws the PNG again from the stored JSON alone, which it leaves unchanged
+    before = stored.read_bytes()
+    png.unlink()
+    assert module.main(["--replot", str(stored)]) == {"png": str(png)}
+    assert png.stat().st_size > 0 and stored.read_bytes() == before
     return payload
+
+
+# The stored results in docs/results: each still draws with today's plot code (their PNGs are redrawn with
+# `python -m <module> --replot docs/results/<name>.json`).
+STORED = pathlib.Path(__file__).resolve().parents[2] / "docs" / "results"
+
+
+@pytest.mark.parametrize("module_name", [
+    "experiments.accuracy", "experiments.variance", "experiments.pathwise", "experiments.noisy",
+    "rankgrad.experiments.risk", "rankgrad.experiments.bestofk",
+])
+def test_stored_results_replot(module_name: str, tmp_path: pathlib.Path) -> None:
+    module = pytest.importorskip(module_name)  # risk needs gymnasium
+    name = module_name.rsplit(".", 1)[-1]
+    src = STORED / f"{name}.json"
+    if not src.is_file():
+        pytest.skip(f"no stored {src.name}")
+    copy = tmp_path / src.name
+    copy.write_bytes(src.read_bytes())
+    assert module.main(["--replot", str(copy)]) == {"png": str(tmp_path / f"{name}.png")}
+    assert (tmp_path / f"{name}.png").stat().st_size > 20_000
+    assert copy.read_bytes() == src.read_bytes()
 
 
 # ------------------------------------------------------------------ accuracy
@@ -33,7 +62,7 @@ def acc(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_accuracy_files(acc: dict) -> None:
-    payload = _check_files(acc, "accuracy")
+    payload = _check_files(acc, "accuracy", accuracy)
     assert set(payload["summary"]) == set(accuracy.Config.quick().objectives)
 
 
@@ -61,7 +90,7 @@ def var(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_variance_files(var: dict) -> None:
-    payload = _check_files(var, "variance")
+    payload = _check_files(var, "variance", variance)
     assert len(payload["results"]) == len(var["results"]) > 0
 
 
@@ -127,7 +156,7 @@ def pw(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_pathwise_files(pw: dict) -> None:
-    _check_files(pw, "pathwise")
+    _check_files(pw, "pathwise", pathwise)
 
 
 def test_pathwise_and_lr_agree_with_reference(pw: dict) -> None:

@@ -72,6 +72,11 @@ def test_files(res):
         payload = json.load(f)
     assert payload["experiment"] == "noisy" and "machine" in payload
     assert len(payload["settings"]) == len(ne.Config.quick().settings)
+    # --replot draws the PNG again from the stored JSON alone, which it leaves unchanged
+    stored = pathlib.Path(files["json"]).read_bytes()
+    png.unlink()
+    assert ne.main(["--replot", files["json"]]) == {"png": str(png)}
+    assert png.stat().st_size > 0 and pathlib.Path(files["json"]).read_bytes() == stored
 
 
 def test_exact_optima_are_optimal_and_differ(res):
@@ -160,11 +165,21 @@ def test_reported_training_numbers(res):
 
 
 def test_headline_direction(res):
-    """Mild and harsh noise: the corrected arm ends with the higher clean pass@4 and the smaller
-    specialist share; the oracle is best of all."""
+    """What the quick run (4 seeds x 150 steps) shows, setting by setting.
+
+    The two milder settings (ρ0 + ρ1 <= 0.6) show the headline: the corrected arm ends with the higher
+    clean pass@4 (quick run, seed 0: +0.043 ± 0.004 and +0.052 ± 0.005, paired over seeds) and the smaller
+    specialist share; the oracle beats naive. The harshest setting (0.3, 0.6) cannot show the default run's
+    "the correction hurts" with 4 seeds (quick run: corrected − naive = −0.037 ± 0.053, "level"); what it
+    does show is the reason: the corrected step's variance is about 10^5-10^6 times the oracle's, and the
+    correction does not help.
+    """
     for r in res["settings"]:
+        c = r["curves"]
         if r["rho0"] + r["rho1"] <= 0.6:
-            c = r["curves"]
             assert r["correction"] == "helps"
             assert c["corrected"]["final_pi_mean"][0] < c["naive"]["final_pi_mean"][0]
             assert c["oracle"]["final"][0] > c["naive"]["final"][0]
+        else:
+            assert r["correction"] != "helps", r["corrected_minus_naive"]
+            assert r["checks"]["start"]["corrected"]["var_over_oracle"] > 1e4
