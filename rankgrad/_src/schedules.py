@@ -447,15 +447,18 @@ class Mixture(ObjectiveScheduleBase):
         return out
 
     def k_range(self) -> tuple[int, int]:
-        """Bounds on K over the run: the objectives at step 0 and at ``horizon``, and the K range of
-        each part that has a nonzero weight at some step (K at a step is the larger of the two parts'
-        K while both weigh). The upper bound is what adapters check group sizes against."""
-        ks = [self(0).k, self(self.horizon).k]
+        """Bounds on K over the run. K at a step is first's K where λ = 0, second's where λ = 1 and the
+        larger of the two in between; so K is at most the largest K of a part that weighs at some step,
+        and at least the smallest K of a part alone (λ = 0 or 1) or the larger of the two parts'
+        smallest K (0 < λ < 1). The upper bound is what adapters check group sizes against."""
+        (a_lo, a_hi), (b_lo, b_hi) = self.first.k_range(), self.second.k_range()
         lo_w, hi_w = self.weight.bounds
-        for part, used in ((self.first, lo_w < 1.0), (self.second, hi_w > 0.0)):
-            if used:
-                ks.extend(part.k_range())
-        return int(min(ks)), int(max(ks))
+        ends = [self(0).k, self(self.horizon).k]
+        his = [*ends, *([a_hi] if lo_w < 1.0 else []), *([b_hi] if hi_w > 0.0 else [])]
+        los = [*ends, *([a_lo] if lo_w == 0.0 else []), *([b_lo] if hi_w == 1.0 else [])]
+        if lo_w < 1.0 and hi_w > 0.0:
+            los.append(max(a_lo, b_lo))
+        return int(min(los)), int(max(his))
 
     def __call__(self, step: int) -> Objective:
         a, b, lam = self.first(step), self.second(step), self.weight(step)

@@ -337,4 +337,5 @@ def test_schedule_k_range_bounds_every_step():
         lo, hi = s.k_range()
         ks = [s(t).k for t in range(s.horizon + 2)]
         assert lo <= min(ks) and max(ks) <= hi, (ks, lo, hi)
-    assert cases[0].k_range()[1] == 8 and [cases[0](t).k for t in range(7)] == [8, 7, 6, 5, 4, 4, 4]
+    assert cases[0].k_range() == (4, 8) and cases[1].k_range() == (2, 8)
+    assert [cases[0](t).k for t in range(7)] == [8, 7, 6, 5, 4, 4, 4]
