@@ -327,8 +327,11 @@ def run_setting(index: int, rates: tuple[float, float], cfg: Config) -> dict[str
         sweep[f"{lr:g}"] = {arm: c["final"] for arm, c in runs.items()}
     diff = curves["corrected"]["final_values"] - curves["naive"]["final_values"]  # paired by seed
     d_mean, d_se = _common.mean_spread(diff)
-    # the verdict: a paired difference over seeds of more than 2 standard errors either way
+    # the verdict: a paired difference over seeds of more than 2 standard errors either way (one seed has
+    # no standard error, so no verdict)
     verdict = "helps" if d_mean > 2 * d_se else ("hurts" if d_mean < -2 * d_se else "level")
+    if diff.size < 2:
+        verdict = "undetermined (1 seed)"
     p_opt = success_table() @ clean_opt["pi"]
     return {
         "rho0": rho0,
@@ -380,8 +383,10 @@ def run(config: Config, out_dir: str, progress: bool = True) -> dict[str, Any]:
 
 def _print_table(results: list[dict[str, Any]], cfg: Config, seconds: float) -> None:
     k = cfg.k
-    print(f"imperfect verifier, pass@{k}: {len(SUCCESS)} prompts x N={cfg.group_size}, {cfg.seeds} seeds x "
-          f"{cfg.steps} Adam steps (lr {cfg.lr}); clean pass@{k} exact, mean ± SE over seeds")
+    print(f"imperfect verifier, pass@{k}: {len(SUCCESS)} prompts x N={cfg.group_size}, "
+          f"{_common.seeds_text(cfg.seeds)} x "
+          f"{cfg.steps} Adam steps (lr {cfg.lr}); clean pass@{k} exact"
+          + (", mean ± SE over seeds" if cfg.seeds > 1 else ""))
     for r in results:
         co, no = r["clean_optimum"], r["noisy_optimum"]
         print(f"\nrho0={r['rho0']:g} rho1={r['rho1']:g}  (corrected weights ~ (1-rho0-rho1)^-{k} = "
@@ -395,7 +400,8 @@ def _print_table(results: list[dict[str, Any]], cfg: Config, seconds: float) -> 
             c, ck = r["curves"][arm], r["checks"]
             f = c["final"]
             pi = np.array2string(c["final_pi_mean"], precision=2, suppress_small=True)
-            print(f"  {arm:<10}{f[0]:>16.4f} ± {f[1]:.4f}{pi:>24}{c['mean_sq_norm']:>13.3g}"
+            final = _common.fmt_spread(f[0], f[1], cfg.seeds, 4)
+            print(f"  {arm:<10}{final:>24}{pi:>24}{c['mean_sq_norm']:>13.3g}"
                   f"{ck['start'][arm]['max_abs_z']:>10.2f}{ck['near_clean_optimum'][arm]['max_abs_z']:>9.2f}"
                   f"{ck['start'][arm]['var_over_oracle']:>12.3g}")
         d = r["corrected_minus_naive"]
@@ -403,7 +409,8 @@ def _print_table(results: list[dict[str, Any]], cfg: Config, seconds: float) -> 
         sweep = ", ".join(f"lr {lr}: {v['corrected'][0]:.3f} vs {v['naive'][0]:.3f}"
                           for lr, v in r["lr_sweep"].items())
         print(f"  other learning rates, corrected vs naive: {sweep}")
-        print(f"  corrected - naive: {d[0]:+.4f} ± {d[1]:.4f} (paired over seeds) -> correction "
+        diff = f"{d[0]:+.4f} ± {d[1]:.4f} (paired over seeds)" if cfg.seeds > 1 else f"{d[0]:+.4f} (1 seed)"
+        print(f"  corrected - naive: {diff} -> correction "
               f"{r['correction']}; naive vs the clean gradient near the clean optimum: |z| = {zn:.1f}")
     print(f"\n(|z|: each arm's mean estimate at a fixed policy vs the exact gradient it is unbiased for, "
           f"{cfg.check_draws} draws, at the start and near (~) the clean optimum; Var/oracle: tr Cov of "

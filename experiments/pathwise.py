@@ -264,7 +264,8 @@ def _print_table(sweep: list[dict[str, Any]], curves: dict[str, Any], cfg: Confi
     print("(var: per-group E||g - E g||^2 / ||grad J||^2; z: mean vs the quadrature gradient)")
     print(
         f"learning curves: Adam lr={cfg.lr} from mu={cfg.mu0}, sigma={cfg.sigma0}, {cfg.steps} steps x "
-        f"{cfg.train_groups} groups, {cfg.seeds} seeds; J_K by quadrature, mean ± SE"
+        f"{cfg.train_groups} groups, {_common.seeds_text(cfg.seeds)}; J_K by quadrature"
+        + (", mean ± SE" if cfg.seeds > 1 else "")
     )
     print(f"{'reward':<8}{'objective':<13}{'start J':>9}{'final J pathwise':>20}{'final J LR':>20}"
           f"{'mean J pathwise':>19}{'mean J LR':>17}")
@@ -272,8 +273,8 @@ def _print_table(sweep: list[dict[str, Any]], curves: dict[str, Any], cfg: Confi
         fp, fl, ap, al = c["pathwise"]["final"], c["lr"]["final"], c["pathwise"]["auc"], c["lr"]["auc"]
         print(
             f"{c['reward']:<8}{c['objective']:<13}{c['pathwise']['mean'][0]:>9.4f}"
-            f"{fp[0]:>12.4f} ± {fp[1]:.4f}{fl[0]:>12.4f} ± {fl[1]:.4f}"
-            f"{ap[0]:>11.4f} ± {ap[1]:.4f}{al[0]:>9.4f} ± {al[1]:.4f}"
+            + "".join(f"{_common.fmt_spread(v[0], v[1], cfg.seeds, 4):>{w}}"
+                      for v, w in ((fp, 21), (fl, 21), (ap, 20), (al, 18)))
         )
 
 

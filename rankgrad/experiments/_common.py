@@ -179,9 +179,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def fmt_spread(mean: float, se: float, n: int, digits: int = 3) -> str:
-    """``"m ± se"`` over ``n`` seeds; the number alone with ``" (1 seed)"`` when ``n == 1`` (no spread)."""
+    """``"m ± se"`` over ``n`` seeds; the number alone when ``n == 1`` (one seed has no spread: say so in the
+    table's heading, e.g. with :func:`seeds_text`)."""
     if n <= 1:
-        return f"{mean:.{digits}f} (1 seed)"
+        return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {se:.{digits}f}"
 
 

@@ -183,3 +183,17 @@ def test_headline_direction(res):
         else:
             assert r["correction"] != "helps", r["corrected_minus_naive"]
             assert r["checks"]["start"]["corrected"]["var_over_oracle"] > 1e4
+
+
+def test_one_seed_reports_no_spread_and_no_verdict(tmp_path, capsys):
+    """One seed has no standard error: the table prints the numbers alone (no "± 0.0000") and the run
+    calls no verdict on the correction, whatever the sign of its single difference."""
+    import dataclasses
+
+    cfg = dataclasses.replace(ne.Config.quick(), seeds=1, steps=20, check_draws=500, sweep_lrs=(),
+                              settings=((0.05, 0.3),))
+    r = ne.run(cfg, str(tmp_path), progress=False)
+    out = capsys.readouterr().out
+    assert "±" not in out.split("(|z|")[0] and "1 seed x" in out, out
+    assert r["settings"][0]["correction"] == "undetermined (1 seed)"
+    assert r["settings"][0]["corrected_minus_naive"][0] != 0.0  # a difference, but no verdict from it
