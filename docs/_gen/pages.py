@@ -34,30 +34,14 @@ def _num(x: float, spec: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- registries
 
-def objectives_block(sources: Sources, k: str = "4") -> str:
-    """The objective presets: form, meaning and top-first weights at one K (from the library)."""
-    import numpy as np
+def objectives_block(sources: Sources) -> str:
+    """The objective presets, as the registry in rankgrad/_src/objectives.py renders them."""
+    import rankgrad.objectives
 
-    import rankgrad
-    from rankgrad._src import objectives as _objectives
-    from rankgrad.cli._info import OBJECTIVES
-
-    render = getattr(_objectives, "presets_markdown", None)
-    if callable(render):  # the registry renders its own table
+    render = getattr(rankgrad.objectives, "presets_markdown", None)
+    if callable(render):
         return str(render())
-    kk = int(k)
-    rows = []
-    for form, meaning in OBJECTIVES:
-        example = form.replace("@K", f"@{kk}")
-        try:
-            w = rankgrad.parse(example).weights
-            weights = np.array2string(np.asarray(w), precision=3, suppress_small=True, separator=", ")
-        except ValueError:
-            weights = "–"
-        rows.append([f"`{form}`", meaning, f"`{example}`: {weights}"])
-    grammar = "\n".join(f"- {form}" for form in rankgrad.objectives.PRESET_FORMS)
-    return (table(["string", "meaning", f"top-first weights at K = {kk}"], rows)
-            + "\n\nThe grammar the parser accepts (`rankgrad.objectives.PRESET_FORMS`):\n\n" + grammar + "\n")
+    return "\n".join(f"- `{form}`" for form in rankgrad.objectives.PRESET_FORMS)  # the grammar alone
 
 
 def estimators_block(sources: Sources, n: str = "8", k: str = "4") -> str:
