@@ -304,8 +304,8 @@ def derived(sources: Sources) -> dict[str, Any]:
     if "pathwise" in sources:
         sw = sources["pathwise"]["sweep"]
         out["pathwise"] = {
-            "smooth_pathwise_wins": _span([s["variance_ratio_lr_over_pathwise"] for s in sw
-                                           if s["reward"] == "smooth" and s["lower_variance"] == "pathwise"]),
+            "smooth_narrow": _span([s["variance_ratio_lr_over_pathwise"] for s in sw
+                                    if s["reward"] == "smooth" and s["sigma"] <= 0.25]),
             "rough_lr_wins": _span([1 / s["variance_ratio_lr_over_pathwise"] for s in sw
                                     if s["reward"] == "rough" and s["lower_variance"] == "lr"]),
             "rough_lr_count": sum(s["reward"] == "rough" and s["lower_variance"] == "lr" for s in sw),
