@@ -633,6 +633,20 @@ _STYLE = {"mean": ("tab:blue", "-", 1.8, 2), "tail": ("tab:red", "-", 3.2, 2),
           "tamar": ("tab:green", "--", 1.6, 3)}
 
 
+def _route(d: dict[str, Any]) -> str:
+    f = float(d["bridge_fraction"])
+    return "the bridge" if f > 0.95 else "the detour" if f < 0.05 else f"the bridge in {f:.0%} of episodes"
+
+
+def _title(arms: dict[str, Any]) -> str:
+    """The figure's title: where each deployed policy goes (from the stored bridge fractions)."""
+    head = "BridgeWorld: " + "; ".join(f"{d['objective']}-trained takes {_route(d)}" for d in arms.values())
+    note = "Tamar's curves are drawn dashed over cvar's wider line"
+    if "tail" in arms and "tamar" in arms and _route(arms["tail"]) == _route(arms["tamar"]):
+        note = f"both tail policies take {_route(arms['tail'])}, so their curves nearly coincide; " + note
+    return f"{head}\n({note})"
+
+
 def plot(results: dict[str, Any]) -> Any:
     """Learning curves (mean return, CVaR_25) and the deployed return CDF of each arm, drawn from the results
     as ``risk.json`` stores them."""
@@ -679,9 +693,7 @@ def plot(results: dict[str, Any]) -> Any:
     )
     ax_f.grid(alpha=0.3)
     ax_f.legend(loc="center left")
-    fig.suptitle("BridgeWorld: mean-trained takes the bridge; CVaR-trained (rankgrad, Tamar) the detour\n"
-                 "(the cvar:0.25@4 and Tamar policies both end on the detour: their curves coincide, Tamar's "
-                 "drawn dashed over cvar's wider line)", fontsize=11)
+    fig.suptitle(_title(results["arms"]), fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -725,8 +737,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     files = results["files"]
     print(
-        f"(* = best in column; {config.seeds} seed(s) per arm, {config.eval_episodes} deployed episodes "
-        f"each; {results['seconds']['total']:.1f} s; wrote {files['png']} and {files['json']})"
+        f"(* = best in column; {_common.seeds_text(config.seeds)} per arm, {config.eval_episodes} deployed "
+        f"episodes each; {results['seconds']['total']:.1f} s; wrote {files['png']} and {files['json']})"
     )
     return results
 
