@@ -311,6 +311,11 @@ def derived(sources: Sources) -> dict[str, Any]:
             "rough_lr_count": sum(s["reward"] == "rough" and s["lower_variance"] == "lr" for s in sw),
             "rough_count": sum(s["reward"] == "rough" for s in sw),
         }
+    if "bench" in sources:  # rows by section, case and backend, so that a page never indexes by position
+        out["bench"] = {name: {} for name in sources["bench"]["sections"]}
+        for name, rows in sources["bench"]["sections"].items():
+            for row in rows:
+                out["bench"][name].setdefault(row["case"], {})[row["backend"]] = row
     if "noisy" in sources:
         out["noisy"] = {"var_over_oracle": [s["checks"]["start"]["corrected"]["var_over_oracle"]
                                             for s in sources["noisy"]["settings"]]}
