@@ -1,5 +1,10 @@
 """Objective constructors and the preset-string parser (weights are top-first everywhere).
 
+Presets are listed once, in :data:`PRESETS` (name → :class:`Preset`: aliases, parameter and its range,
+constructor, an example and a one-line help); the parser, :data:`PRESET_FORMS`, ``rankgrad objectives``
+and :func:`presets_markdown` (the docs table) are generated from it. Objectives combine across K:
+``0.5 * mean() + 0.5 * best_of_k(8)`` or ``parse("0.5*mean + 0.5*max@8")`` (see :class:`Objective`).
+
 Limits: presets take K <= ``MAX_K`` (``Objective.from_weights`` takes a vector of any length), L-moments
 an order r <= ``MAX_LMOMENT_ORDER``, and ``parse`` a string of at most ``MAX_SPEC_LENGTH`` characters.
 """
@@ -9,7 +14,10 @@ from rankgrad._src.objectives import (
     MAX_LMOMENT_ORDER,
     MAX_SPEC_LENGTH,
     PRESET_FORMS,
+    PRESETS,
     Objective,
+    Preset,
+    PresetParam,
     as_objective,
     best_of_k,
     bottom_mean,
@@ -20,6 +28,8 @@ from rankgrad._src.objectives import (
     mean,
     median,
     parse,
+    preset_terms,
+    presets_markdown,
     quantile,
     rank,
     top_mean,
@@ -38,7 +48,10 @@ __all__ = [
     "MAX_LMOMENT_ORDER",
     "MAX_SPEC_LENGTH",
     "PRESET_FORMS",
+    "PRESETS",
     "Objective",
+    "Preset",
+    "PresetParam",
     "as_objective",
     "best_of_k",
     "bottom_mean",
@@ -52,6 +65,8 @@ __all__ = [
     "median",
     "min_at",
     "parse",
+    "preset_terms",
+    "presets_markdown",
     "quantile",
     "rank",
     "top_mean",

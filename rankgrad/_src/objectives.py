@@ -28,8 +28,9 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -58,6 +59,10 @@ __all__ = [
     "gini_mean_difference",
     "l_moment",
     "PRESET_FORMS",
+    "PRESETS",
+    "Preset",
+    "PresetParam",
+    "presets_markdown",
     "MAX_K",
     "MAX_LMOMENT_ORDER",
     "MAX_SPEC_LENGTH",
@@ -80,20 +85,6 @@ MAX_LMOMENT_ORDER = 10
 # Longest preset string parse() reads (the longest valid preset is a few dozen characters).
 MAX_SPEC_LENGTH = 200
 
-PRESET_FORMS = (
-    '"mean", "mean@K"',
-    '"max@K" (alias "pass@K"; K may be fractional for rankgrad.exact)',
-    '"min@K" (K may be fractional for rankgrad.exact)',
-    '"median@K"',
-    '"rank:r@K" (r = 1 is the top)',
-    '"top:m@K", "bottom:m@K"',
-    '"upper:q@K", "cvar:q@K" (alias "lower:q@K"), 0 < q <= 1',
-    '"quantile:q@K" (alias "var:q@K"), 0 <= q <= 1',
-    '"trim:m@K", "winsor:m@K"',
-    '"hd:q@K" (Harrell-Davis quantile), 0 < q < 1',
-    '"gini@K"',
-    '"lmoment:r@K" (r-th sample L-moment, r <= K)',
-)
 
 
 @dataclass(frozen=True)
@@ -523,7 +514,7 @@ def mean(k: int = 1) -> Objective:
     """The plain mean: K = 1 (α = [1]); ``mean(k)`` spreads 1/K over K ranks (same value, its LR
     advantage is the K = 1 one divided by K). With K = 1 the LR advantage is exactly RLOO."""
     k = _check_k(k)
-    return _low_first(np.full(k, 1.0 / k), k, "mean" if k == 1 else f"mean@{k}")
+    return _low_first(np.full(k, 1.0 / k), k, _label(mean, None if k == 1 else k))
 
 
 def best_of_k(k: float) -> Objective:
@@ -538,6 +529,7 @@ def worst_of_k(k: float) -> Objective:
 
 
 def _extreme(kind: str, k: float) -> Objective:
+    fn = best_of_k if kind == "max" else worst_of_k
     kf = _real(k, "k")
     if not (math.isfinite(kf) and kf > 0):
         raise ValueError(f"k: expected a finite K > 0 for {kind}@K, got {k!r}.")
@@ -546,8 +538,8 @@ def _extreme(kind: str, k: float) -> Objective:
         ki = int(kf)
         alpha = np.zeros(ki)
         alpha[-1 if kind == "max" else 0] = 1.0
-        return Objective(k=ki, weights=alpha[::-1], name=f"{kind}@{ki}", kind=kind)
-    return Objective(k=kf, weights=None, name=f"{kind}@{kf:.15g}", kind=kind)
+        return Objective(k=ki, weights=alpha[::-1], name=_label(fn, ki), kind=kind)
+    return Objective(k=kf, weights=None, name=_label(fn, f"{kf:.15g}"), kind=kind)
 
 
 def rank(r: int, k: int) -> Objective:
@@ -558,7 +550,7 @@ def rank(r: int, k: int) -> Objective:
         raise ValueError(f"r: rank must satisfy 1 <= r <= K={k}, got {r}.")
     w = np.zeros(k)
     w[r - 1] = 1.0
-    return Objective(k=k, weights=w, name=f"rank:{r}@{k}")
+    return Objective(k=k, weights=w, name=_label(rank, k, r))
 
 
 def top_mean(m: int, k: int) -> Objective:
@@ -568,7 +560,7 @@ def top_mean(m: int, k: int) -> Objective:
         raise ValueError(f"m: expected 1 <= m <= K={k}, got {m}.")
     w = np.zeros(k)
     w[:m] = 1.0 / m
-    return Objective(k=k, weights=w, name=f"top:{m}@{k}")
+    return Objective(k=k, weights=w, name=_label(top_mean, k, m))
 
 
 def bottom_mean(m: int, k: int) -> Objective:
@@ -578,7 +570,7 @@ def bottom_mean(m: int, k: int) -> Objective:
         raise ValueError(f"m: expected 1 <= m <= K={k}, got {m}.")
     w = np.zeros(k)
     w[k - m :] = 1.0 / m
-    return Objective(k=k, weights=w, name=f"bottom:{m}@{k}")
+    return Objective(k=k, weights=w, name=_label(bottom_mean, k, m))
 
 
 def upper_tail(q: float, k: int) -> Objective:
@@ -587,7 +579,7 @@ def upper_tail(q: float, k: int) -> Objective:
     k = _check_k(k)
     q = _check_level(q, "q", lo_open=True)
     obj = top_mean(_tail_count(q, k), k)
-    return Objective(k=k, weights=obj.weights, name=f"upper:{q:g}@{k}")
+    return Objective(k=k, weights=obj.weights, name=_label(upper_tail, k, f"{q:g}"))
 
 
 def lower_tail(q: float, k: int) -> Objective:
@@ -596,7 +588,7 @@ def lower_tail(q: float, k: int) -> Objective:
     k = _check_k(k)
     q = _check_level(q, "q", lo_open=True)
     obj = bottom_mean(_tail_count(q, k), k)
-    return Objective(k=k, weights=obj.weights, name=f"cvar:{q:g}@{k}")
+    return Objective(k=k, weights=obj.weights, name=_label(lower_tail, k, f"{q:g}"))
 
 
 def quantile(q: float, k: int) -> Objective:
@@ -615,13 +607,13 @@ def quantile(q: float, k: int) -> Objective:
     alpha[lo] += 1.0 - frac
     if frac > 0:
         alpha[lo + 1] += frac
-    return _low_first(alpha, k, f"quantile:{q:g}@{k}")
+    return _low_first(alpha, k, _label(quantile, k, f"{q:g}"))
 
 
 def median(k: int) -> Objective:
     """The sample median of K draws (mean of the two middle ones for even K)."""
     obj = quantile(0.5, k)
-    return Objective(k=obj.k, weights=obj.weights, name=f"median@{obj.k}")
+    return Objective(k=obj.k, weights=obj.weights, name=_label(median, obj.k))
 
 
 def trimmed_mean(m: int, k: int) -> Objective:
@@ -632,7 +624,7 @@ def trimmed_mean(m: int, k: int) -> Objective:
         raise ValueError(f"m: trimming m from each end needs 0 <= m and 2m < K={k}, got m={m}.")
     alpha = np.zeros(k)
     alpha[m : k - m] = 1.0 / (k - 2 * m)
-    return _low_first(alpha, k, f"trim:{m}@{k}")
+    return _low_first(alpha, k, _label(trimmed_mean, k, m))
 
 
 def winsorized_mean(m: int, k: int) -> Objective:
@@ -647,7 +639,7 @@ def winsorized_mean(m: int, k: int) -> Objective:
     alpha[k - m :] = 0.0
     alpha[m] += m / k
     alpha[k - m - 1] += m / k
-    return _low_first(alpha, k, f"winsor:{m}@{k}")
+    return _low_first(alpha, k, _label(winsorized_mean, k, m))
 
 
 def harrell_davis(q: float, k: int) -> Objective:
@@ -666,7 +658,7 @@ def harrell_davis(q: float, k: int) -> Objective:
     for j in np.flatnonzero(log_front >= -750.0):
         cdf[j] = _betainc(a, b, j / k)
     cdf[0], cdf[-1] = 0.0, 1.0
-    return _low_first(np.diff(cdf), k, f"hd:{q:g}@{k}")
+    return _low_first(np.diff(cdf), k, _label(harrell_davis, k, f"{q:g}"))
 
 
 def gini_mean_difference(k: int) -> Objective:
@@ -676,7 +668,7 @@ def gini_mean_difference(k: int) -> Objective:
     if k < 2:
         raise ValueError(f"k: the Gini mean difference needs K >= 2, got {k}.")
     j = np.arange(1, k + 1)
-    return _low_first(2.0 * (2 * j - k - 1) / (k * (k - 1)), k, f"gini@{k}")
+    return _low_first(2.0 * (2 * j - k - 1) / (k * (k - 1)), k, _label(gini_mean_difference, k))
 
 
 def l_moment(r: int, k: int) -> Objective:
@@ -704,7 +696,160 @@ def l_moment(r: int, k: int) -> Objective:
             ratio *= (jm1 - (s - 1)) / (k - s)
         coef = (-1) ** (r - 1 - s) * math.comb(r - 1, s) * math.comb(r - 1 + s, s)
         alpha += (coef / k) * ratio
-    return _low_first(alpha, k, f"lmoment:{r}@{k}")
+    return _low_first(alpha, k, _label(l_moment, k, r))
+
+
+# ------------------------------------------------------------ preset registry
+@dataclass(frozen=True)
+class PresetParam:
+    """The ``:param`` of a preset string.
+
+    Attributes:
+      name: its letter in the form (``"q"`` in ``"cvar:q@K"``).
+      kind: ``"int"`` (a count or a rank: an integer-valued decimal) or ``"real"`` (a level).
+      range: the values it takes, as text (``"0 < q <= 1"``); the builder checks them.
+    """
+
+    name: str
+    kind: str
+    range: str
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One objective preset: everything the parser, the error messages, the CLI listing and the docs
+    table need, in one place (:data:`PRESETS`).
+
+    Attributes:
+      name: the canonical name (``"cvar"``); objectives it builds carry it in their ``name``.
+      aliases: other names the parser accepts (``("lower",)``).
+      param: the ``:param``, or None for presets without one.
+      k: ``"required"`` (``name@K``), ``"optional"`` (``mean``: K = 1 without ``@K``) or
+        ``"fractional"`` (required; a real K > 0 is accepted, for ``rankgrad.exact`` only).
+      builder: the constructor, called as ``builder(param, K)`` (or ``builder(K)`` without a param).
+      example: a valid preset string.
+      help: one line: what the objective is.
+    """
+
+    name: str
+    aliases: tuple[str, ...]
+    param: PresetParam | None
+    k: str
+    builder: Callable[..., Objective] = field(repr=False)
+    example: str
+    help: str
+
+    @property
+    def form(self) -> str:
+        """The string form, e.g. ``cvar:q@K`` (``mean`` and ``mean@K`` for an optional K)."""
+        return self._form(self.name)
+
+    def _form(self, name: str) -> str:
+        head = name if self.param is None else f"{name}:{self.param.name}"
+        return f"{head}, {head}@K" if self.k == "optional" else f"{head}@K"
+
+    def describe(self) -> str:
+        """The form with its aliases, parameter range and K note: one line of :data:`PRESET_FORMS`."""
+        notes = [f"alias {', '.join(self._form(a) for a in self.aliases)}"] if self.aliases else []
+        if self.param is not None:
+            notes.append(self.param.range)
+        if self.k == "fractional":
+            notes.append("K may be fractional for rankgrad.exact")
+        return self.form + (f" ({'; '.join(notes)})" if notes else "")
+
+    def example_at(self, k: int) -> str:
+        """:attr:`example` with its K replaced by ``k`` (``"cvar:0.25@8"`` → ``"cvar:0.25@4"``)."""
+        head = self.example.partition("@")[0]
+        return f"{head}@{k}"
+
+    def build(self, param: str | None, k_str: str | None) -> Objective:
+        """The objective of ``name[:param][@K]`` from the parsed text of its param and K."""
+        if self.k == "fractional":
+            k: float | int = float(k_str)
+        elif k_str is None:
+            k = 1
+        else:
+            k = _k(k_str)
+        if self.param is None:
+            return self.builder(k)
+        p = float(param) if self.param.kind == "real" else _int_param(param, self.param.name)
+        return self.builder(p, k)
+
+
+def _preset(name: str, builder: Callable[..., Objective], example: str, help: str, *,
+            aliases: tuple[str, ...] = (), param: tuple[str, str, str] | None = None,
+            k: str = "required") -> Preset:
+    return Preset(name, aliases, None if param is None else PresetParam(*param), k, builder, example, help)
+
+
+_LEVEL_OPEN = "0 < q <= 1"
+_M_RANGE = "1 <= m <= K"
+_PRESET_LIST = (
+    _preset("mean", mean, "mean", "the mean (K = 1; its advantage is RLOO); mean@K spreads 1/K over K ranks",
+            k="optional"),
+    _preset("max", best_of_k, "max@4", "the best of K draws; pass@K for 0/1 rewards", aliases=("pass",),
+            k="fractional"),
+    _preset("min", worst_of_k, "min@4", "the worst of K draws", k="fractional"),
+    _preset("median", median, "median@5", "the sample median of K (mean of the two middle ones for even K)"),
+    _preset("rank", rank, "rank:2@5", "the r-th largest of K (r = 1 is the top)",
+            param=("r", "int", "1 <= r <= K")),
+    _preset("top", top_mean, "top:2@5", "mean of the m largest of K", param=("m", "int", _M_RANGE)),
+    _preset("bottom", bottom_mean, "bottom:2@5", "mean of the m smallest of K", param=("m", "int", _M_RANGE)),
+    _preset("upper", upper_tail, "upper:0.25@8", "mean of the top max(1, ceil(qK)) of K",
+            param=("q", "real", _LEVEL_OPEN)),
+    _preset("cvar", lower_tail, "cvar:0.25@8",
+            "CVaR-style lower tail: mean of the bottom max(1, ceil(qK)) of K", aliases=("lower",),
+            param=("q", "real", _LEVEL_OPEN)),
+    _preset("quantile", quantile, "quantile:0.9@8",
+            "q-quantile of K, linear interpolation as np.quantile (q = 0.5: median)", aliases=("var",),
+            param=("q", "real", "0 <= q <= 1")),
+    _preset("trim", trimmed_mean, "trim:1@5", "mean after dropping the m lowest and m highest of K",
+            param=("m", "int", "0 <= m, 2m < K")),
+    _preset("winsor", winsorized_mean, "winsor:1@5",
+            "winsorized mean: the m lowest and m highest of K clipped", param=("m", "int", "0 <= m, 2m < K")),
+    _preset("hd", harrell_davis, "hd:0.5@5", "Harrell-Davis quantile estimator at level q",
+            param=("q", "real", "0 < q < 1")),
+    _preset("gini", gini_mean_difference, "gini@4", "Gini mean difference E|X - X'| (K >= 2)"),
+    _preset("lmoment", l_moment, "lmoment:2@4", "r-th sample L-moment (Hosking); r = 2 is half the Gini",
+            param=("r", "int", f"1 <= r <= K, r <= {MAX_LMOMENT_ORDER}")),
+)
+
+# The registry: canonical name → Preset, read-only, in listing order.
+PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in _PRESET_LIST})
+
+# Every name the parser accepts (canonical names and aliases) → its preset.
+_BY_NAME: dict[str, Preset] = {n: p for p in _PRESET_LIST for n in (p.name, *p.aliases)}
+
+# The constructor of each preset → its canonical name, for the names of the objectives it builds.
+_NAME_OF: dict[Callable[..., Objective], str] = {p.builder: p.name for p in _PRESET_LIST}
+
+# One line per preset (public name kept): what parse errors list.
+PRESET_FORMS: tuple[str, ...] = tuple(p.describe() for p in _PRESET_LIST)
+
+
+def _label(builder: Callable[..., Objective], k: object = None, param: object = None) -> str:
+    """``name[:param][@K]`` with the canonical name of ``builder``'s preset."""
+    head = _NAME_OF[builder] if param is None else f"{_NAME_OF[builder]}:{param}"
+    return head if k is None else f"{head}@{k}"
+
+
+def presets_markdown() -> str:
+    """The presets as a Markdown table (form, aliases, parameter, example, meaning), from :data:`PRESETS`.
+
+    Example:
+      >>> print(presets_markdown().splitlines()[0])
+      | preset | aliases | parameter | example | meaning |
+    """
+    rows = ["| preset | aliases | parameter | example | meaning |", "|---|---|---|---|---|"]
+    for p in _PRESET_LIST:
+        aliases = ", ".join(f"`{a}`" for a in p.aliases) or "-"
+        param = "-" if p.param is None else p.param.range
+        if p.k == "fractional":
+            param = "real K > 0 in `rankgrad.exact`" if param == "-" else param
+        form = " ".join(f"`{f.strip()}`" for f in p.form.split(","))
+        meaning = p.help.replace("|", "\\|")  # a literal bar would end the cell
+        rows.append(f"| {form} | {aliases} | {param} | `{p.example}` | {meaning} |")
+    return "\n".join(rows) + "\n"
 
 
 # ------------------------------------------------------ incomplete beta (HD)
@@ -800,17 +945,17 @@ def _tokens(spec: str) -> tuple[str, str | None, str | None]:
 def _build_preset(text: str) -> Objective:
     """One preset term ``name[:param][@K]``; errors are :class:`_Why`."""
     name, param, k_str = _split_preset(text)
-    if name not in _PARSERS:
+    preset = _BY_NAME.get(name)
+    if preset is None:
         raise _Why(f"unknown objective {name!r}")
-    needs_param, needs_k, build = _PARSERS[name]
-    if needs_param and param is None:
-        raise _Why(f"{name!r} needs a parameter, as in {name}:p@K")
-    if not needs_param and param is not None:
+    if preset.param is not None and param is None:
+        raise _Why(f"{name!r} needs a parameter, as in {name}:{preset.param.name}@K")
+    if preset.param is None and param is not None:
         raise _Why(f"{name!r} takes no ':' parameter")
-    if needs_k and k_str is None:
+    if preset.k != "optional" and k_str is None:
         raise _Why(f"{name!r} needs a sample size, as in {name}@K")
     try:
-        return build(param, k_str)
+        return preset.build(param, k_str)
     except ValueError as err:
         raise _Why(str(err)) from None
 
@@ -959,26 +1104,6 @@ def _k(k_str: str) -> int:
     return _check_k(float(k_str), "K")
 
 
-_PARSERS: dict[str, tuple[bool, bool, Callable[[str | None, str | None], Objective]]] = {
-    "mean": (False, False, lambda p, k: mean(1 if k is None else _k(k))),
-    "max": (False, True, lambda p, k: best_of_k(float(k))),
-    "pass": (False, True, lambda p, k: best_of_k(float(k))),
-    "min": (False, True, lambda p, k: worst_of_k(float(k))),
-    "median": (False, True, lambda p, k: median(_k(k))),
-    "rank": (True, True, lambda p, k: rank(_int_param(p, "r"), _k(k))),
-    "top": (True, True, lambda p, k: top_mean(_int_param(p, "m"), _k(k))),
-    "bottom": (True, True, lambda p, k: bottom_mean(_int_param(p, "m"), _k(k))),
-    "upper": (True, True, lambda p, k: upper_tail(float(p), _k(k))),
-    "cvar": (True, True, lambda p, k: lower_tail(float(p), _k(k))),
-    "lower": (True, True, lambda p, k: lower_tail(float(p), _k(k))),
-    "quantile": (True, True, lambda p, k: quantile(float(p), _k(k))),
-    "var": (True, True, lambda p, k: quantile(float(p), _k(k))),
-    "trim": (True, True, lambda p, k: trimmed_mean(_int_param(p, "m"), _k(k))),
-    "winsor": (True, True, lambda p, k: winsorized_mean(_int_param(p, "m"), _k(k))),
-    "hd": (True, True, lambda p, k: harrell_davis(float(p), _k(k))),
-    "gini": (False, True, lambda p, k: gini_mean_difference(_k(k))),
-    "lmoment": (True, True, lambda p, k: l_moment(_int_param(p, "r"), _k(k))),
-}
 
 
 def as_objective(objective: ObjectiveLike) -> Objective:

@@ -10,25 +10,7 @@ import numpy as np
 
 import rankgrad
 from rankgrad.cli._common import EXIT_OK, CliError, positive_int
-
-# One example per preset form (rankgrad._src.objectives.PRESET_FORMS) and its meaning.
-OBJECTIVES: tuple[tuple[str, str], ...] = (
-    ("mean", "one reward (K = 1): the mean; its advantage is RLOO"),
-    ("max@K", "the best of K draws; pass@K for 0/1 rewards (alias pass@K)"),
-    ("min@K", "the worst of K draws"),
-    ("median@K", "the sample median of K (mean of the two middle for even K)"),
-    ("rank:2@K", "the r-th largest of K (r = 1 is the top)"),
-    ("top:2@K", "mean of the m largest of K"),
-    ("bottom:2@K", "mean of the m smallest of K"),
-    ("upper:0.25@K", "mean of the top max(1, ceil(qK)) of K"),
-    ("cvar:0.25@K", "CVaR-style lower tail: mean of the bottom max(1, ceil(qK)) (alias lower:q@K)"),
-    ("quantile:0.9@K", "q-quantile of K, linear interpolation like np.quantile (alias var:q@K)"),
-    ("trim:1@K", "mean after dropping m at each end"),
-    ("winsor:1@K", "winsorized mean (m clipped at each end)"),
-    ("hd:0.5@K", "Harrell-Davis quantile estimator at level q"),
-    ("gini@K", "Gini mean difference E|X - X'|"),
-    ("lmoment:2@K", "r-th sample L-moment (Hosking)"),
-)
+from rankgrad.objectives import PRESETS
 
 EPILOG_OBJ = """\
 examples:
@@ -36,7 +18,8 @@ examples:
   rankgrad objectives --k 8
   rankgrad objectives --format json
 
-Weights are top-first: weights[0] multiplies the largest of the K rewards."""
+Weights are top-first: weights[0] multiplies the largest of the K rewards. Presets combine across K:
+--objective "0.5*mean + 0.5*max@8" is one objective at K = 8 (gradient scale K/N with that K)."""
 
 EPILOG_EST = """\
 examples:
@@ -68,15 +51,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _weights(spec: str, k: int) -> list[float] | str:
     try:
-        return rankgrad.parse(spec.replace("@K", f"@{k}")).weights.tolist()
+        return rankgrad.parse(spec).weights.tolist()
     except ValueError as err:
         return f"(not defined at K = {k}: {str(err).splitlines()[0]})"
 
 
 def run_objectives(args: argparse.Namespace) -> int:
     k = args.k
-    rows = [{"form": spec, "meaning": meaning, "example": spec.replace("@K", f"@{k}"),
-             "weights_top_first": _weights(spec, k)} for spec, meaning in OBJECTIVES]
+    rows = []
+    for p in PRESETS.values():
+        example = p.example_at(k)
+        rows.append({"form": p.form, "aliases": list(p.aliases), "meaning": p.help, "example": example,
+                     "weights_top_first": _weights(example, k)})
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return EXIT_OK
@@ -86,8 +72,10 @@ def run_objectives(args: argparse.Namespace) -> int:
         w = r["weights_top_first"]
         ws = w if isinstance(w, str) else np.array2string(np.asarray(w), precision=3, suppress_small=True,
                                                           max_line_width=10_000)
-        print(f"  {r['form']:<{width}}  {r['meaning']}")
+        alias = f" (alias {', '.join(r['aliases'])})" if r["aliases"] else ""
+        print(f"  {r['form']:<{width}}  {r['meaning']}{alias}")
         print(f"  {'':<{width}}    {r['example']}: {ws}")
+    print("Mixtures: terms c*preset joined by + and -, e.g. \"0.5*mean + 0.5*max@8\" (K = the largest K).")
     print("Custom: rankgrad.Objective.from_weights([...]) (top-first) in Python.")
     return EXIT_OK
 

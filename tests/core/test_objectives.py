@@ -4,6 +4,7 @@ itself), equals an independent implementation (NumPy / SciPy); parser forms and 
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -84,6 +85,9 @@ def test_parser_forms_and_constructors_agree():
     for spec, obj in pairs.items():
         assert rankgrad.parse(spec) == obj, spec
         assert hash(rankgrad.parse(spec)) == hash(obj)
+    # every registered name and alias is covered above: a new preset needs its constructor pair here
+    heads = {spec.strip().lower().split("@")[0].split(":")[0] for spec in pairs}
+    assert heads == {n for p in O.PRESETS.values() for n in (p.name, *p.aliases)}
     assert O.best_of_k(2.5).weights is None and O.best_of_k(2.5).k == 2.5
     assert rankgrad.Objective.from_weights([1, 0, 0, 0]) == O.best_of_k(4)
 
@@ -105,3 +109,27 @@ def test_weight_function_round_trip():
     # smooth function: α_j = ∫ cell, e.g. w(u) = 2u (weights increase to the top), Σα = 1
     lin = rankgrad.Objective.from_function(lambda u: 2 * u, 4)
     np.testing.assert_allclose(lin.low_first, [(2 * j - 1) / 16 for j in range(1, 5)], atol=1e-14)
+
+
+# ------------------------------------------------------------------------------ the registry
+def test_registry_is_read_only_and_drives_the_parser():
+    import dataclasses
+
+    with pytest.raises(TypeError):
+        O.PRESETS["cvar"] = O.PRESETS["max"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        O.PRESETS["cvar"].example = "cvar:0.5@8"
+    assert len(O.PRESET_FORMS) == len(O.PRESETS)
+    table = O.presets_markdown().splitlines()
+    assert len(table) == 2 + len(O.PRESETS)
+    for (name, p), form, row in zip(O.PRESETS.items(), O.PRESET_FORMS, table[2:], strict=True):
+        assert p.name == name and form.startswith(p.form) and f"`{p.example}`" in row
+        assert row.count(" | ") == 4  # five cells: no stray bar inside one
+        obj = rankgrad.parse(p.example)
+        assert isinstance(obj, rankgrad.Objective) and obj.name.split("@")[0].split(":")[0] == name
+        for alias in p.aliases:  # an alias builds the same objective, named canonically
+            again = rankgrad.parse(p.example.replace(name, alias, 1))
+            assert again == obj and again.name == obj.name
+        assert rankgrad.parse(p.example_at(6)).k == 6
+        with pytest.raises(ValueError, match=re.escape(form)):  # parse errors list every form
+            rankgrad.parse(f"nope@{name}")
