@@ -114,7 +114,7 @@ def cli_block(sources: Sources) -> str:
     from rankgrad.cli import build_parser
 
     old = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal: fix the width for a stable page
+    os.environ["COLUMNS"] = "80"  # argparse wraps to the terminal: a fixed width fits the page
     try:
         parser = build_parser()
         parts = ["### `rankgrad`\n", "```text\n" + parser.format_help().rstrip() + "\n```\n"]
