@@ -625,9 +625,9 @@ def advantages(
     is unbiased for ∇J_K when the N samples of a group are i.i.d. from the current policy. For
     max@K it is MaxPO's leave-two-out advantage; with ``"mean"`` (K = 1) it is RLOO.
 
-    Other estimators (see ``rankgrad.ESTIMATORS`` for unbiasedness, centring and gradient scale):
-    ``"rloo"``, ``"dr_grpo"``, ``"grpo"`` (mean objective only), ``"pkpo_s"``, ``"pkpo_sloo"``,
-    ``"pkpo_sloo1"`` (arXiv 2505.15201), ``"chen_passk"`` (arXiv 2508.10751; 0/1 rewards, max@K).
+    Other estimators: every name of ``rankgrad.ESTIMATORS``, which states each one's unbiasedness,
+    centring, gradient scale, accepted objectives and source (``rankgrad estimators`` prints it);
+    aliases are resolved by :func:`estimator_info`.
 
     Rewards of any finite magnitude are safe: a group whose largest |reward| is huge (beyond ~1e149
     in float64, ~3e14 in float32) is computed scaled by an exact power of two and scaled back.
@@ -639,7 +639,8 @@ def advantages(
       group_ids: ``[B]`` labels (ints or strings) for flat rewards; groups may differ in size.
       mask: bool, shape of ``rewards``; False entries are excluded and get advantage 0 (their values
         are never read, so they may be NaN).
-      estimator: which advantage to compute (default ``"ordergrad"``).
+      estimator: which advantage to compute (default ``"ordergrad"``): a name or alias of
+        ``rankgrad.ESTIMATORS``.
       eps: added to the standard deviation by ``"grpo"``; a finite number >= 0.
       noise: ``(rho0, rho1)``, a verifier's false-positive and false-negative rates, for 0/1
         rewards: the objective is replaced by its noise-corrected form (``rankgrad.noisy``), so the

@@ -50,6 +50,14 @@ Array = Any
 __all__ = ["value", "advantages", "include_one", "order_statistics"]
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """The softmax policy of ``logits`` over the last axis, float64 on the host (max-shifted: no
+    overflow). The one implementation for the bandits of ``rankgrad check`` and the experiments."""
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 def _backend_of(*xs: Any) -> Ops:
     for x in xs:
         if not is_host(x):

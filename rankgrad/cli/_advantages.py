@@ -16,6 +16,7 @@ from rankgrad.cli._common import (
     EXIT_OK,
     CliError,
     estimator_name,
+    estimator_names,
     fmt_count,
     fmt_noise,
     fmt_seconds,
@@ -97,7 +98,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the advantage column if the input already has one (else an error)")
     p.add_argument("--estimator", default="ordergrad", metavar="NAME",
-                   help="advantage estimator (default: ordergrad; see `rankgrad estimators`)")
+                   help=f"advantage estimator: {estimator_names()} (default: ordergrad; see "
+                        "`rankgrad estimators`)")
     p.add_argument("--eps", type=nonneg_float, default=1e-6,
                    help="std offset of --estimator grpo, a finite number >= 0 (default: 1e-6)")
     p.add_argument("--noise", type=noise_arg, metavar="RHO0,RHO1",

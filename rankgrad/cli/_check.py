@@ -24,12 +24,14 @@ from typing import Any
 import numpy as np
 
 import rankgrad
+from rankgrad._src.exact import softmax
 from rankgrad.cli._common import (
     EXIT_DATA,
     EXIT_OK,
     N_MAX,
     CliError,
     estimator_name,
+    estimator_names,
     fmt_count,
     fmt_seconds,
     noise_arg,
@@ -60,7 +62,7 @@ variance of one group's estimate (trace of its covariance), and a verdict agains
 rankgrad.ESTIMATORS ("unbiased within T SE"). Estimators declared biased have no gradient scale:
 they are judged by direction (the residual after fitting the best multiple of the exact gradient).
 Estimators that do not apply to the objective or rewards are skipped with the library's reason
-(grpo/rloo/dr_grpo need the mean objective; chen_passk needs max@K and --binary).
+(`rankgrad estimators` lists the objectives each accepts).
 
 With --noise RHO0,RHO1 (needs --binary) the estimators see rewards flipped by an imperfect
 verifier; only "ordergrad+noise" (rankgrad.noisy) claims to be unbiased for the true objective.
@@ -96,7 +98,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=positive_int, default=20_000, help="number of groups (default: 20000)")
     p.add_argument("--seed", type=seed_arg, default=0, help="random seed, 0 <= S < 2**64 (default: 0)")
     p.add_argument("--estimators", default="all", metavar="LIST",
-                   help="comma-separated estimator names (at least one), or 'all' (default)")
+                   help=f"comma-separated estimator names (at least one) from {estimator_names()}, or "
+                        "'all' (default)")
     p.add_argument("--binary", action="store_true",
                    help="0/1 rewards (Bernoulli per arm), for pass@K and chen_passk")
     p.add_argument("--noise", type=noise_arg, metavar="RHO0,RHO1",
@@ -122,8 +125,7 @@ class Bandit:
 
 def _bandit(rng: np.random.Generator, m: int, binary: bool) -> tuple[Bandit, np.ndarray]:
     theta = rng.normal(0.0, 1.0, m)
-    pi = np.exp(theta - theta.max())
-    pi /= pi.sum()
+    pi = softmax(theta)
     if binary:
         s = rng.uniform(0.05, 0.95, m)
         b = Bandit(pi, np.zeros(m), s, np.r_[np.zeros(m), np.ones(m)], np.r_[np.arange(m), np.arange(m)],
@@ -181,8 +183,8 @@ def _estimator_list(text: str) -> list[str]:
         return list(rankgrad.ESTIMATORS)
     parts = [e.strip() for e in text.split(",")]
     if not any(parts) or "" in parts:
-        raise CliError(f"--estimators {text!r}: an empty name; give comma-separated names such as "
-                       "ordergrad,rloo (see `rankgrad estimators`), or all.")
+        raise CliError(f"--estimators {text!r}: an empty name; give comma-separated names from "
+                       f"{estimator_names()}, or all.")
     names = [estimator_name(e) for e in parts]
     return list(dict.fromkeys(names))  # once each, in the order given
 

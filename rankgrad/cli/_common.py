@@ -188,6 +188,13 @@ def nonneg_float(text: str) -> float:
     return v
 
 
+def estimator_names() -> str:
+    """The accepted estimator names for help texts, from the library's registry (aliases included)."""
+    from rankgrad._src.estimators import estimator_names as names
+
+    return names()
+
+
 def estimator_name(name: str) -> str:
     """Canonical estimator name (aliases such as ``maxpo`` resolved) or a usage error listing them."""
     try:

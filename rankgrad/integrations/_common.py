@@ -325,7 +325,8 @@ def _grouped(
         per_group = np.array([info.gradient_scale(int(n), obj.k) if n else 0.0 for n in counts])
         factor *= np.where(valid, per_group[inverse], 0.0)
     if std_normalize:  # excluded entries (NaN, groups too small) are masked out, never read
-        factor /= group_std(host.astype(np.float64), group_ids=groups, mask=valid) + eps
+        den = group_std(host.astype(np.float64), group_ids=groups, mask=valid) + eps
+        factor = np.where(valid & (den > 0), factor / np.where(den > 0, den, 1.0), 0.0)
     if loss_scale or std_normalize:
         adv = adv * ops.asarray(factor, adv)
     return adv

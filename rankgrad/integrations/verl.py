@@ -357,9 +357,14 @@ def options_from_config(config: Any) -> VerlOptions:
         if not ok:
             raise ValueError(f"{_where('metric_ks')}: expected integers >= 1 like [1, 4, 8], got {ks!r}.")
         raw["metric_ks"] = tuple(ks)
-    if "estimator" in raw and not isinstance(raw["estimator"], str):
+    if "estimator" in raw:  # aliases resolved; an unknown name lists every accepted one
         got = raw["estimator"]
-        raise ValueError(f"{_where('estimator')}: expected a name like 'ordergrad', got {got!r}.")
+        if not isinstance(got, str):
+            raise ValueError(f"{_where('estimator')}: expected a name like 'ordergrad', got {got!r}.")
+        try:
+            raw["estimator"] = rankgrad.estimator_info(got).name
+        except ValueError as err:
+            raise ValueError(f"{_where('estimator')}={got!r}: {err}") from err
     options = VerlOptions(**raw)
     try:
         options.objective_schedule()

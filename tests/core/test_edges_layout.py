@@ -713,3 +713,67 @@ def test_torch_device_host_masks_half_ids_and_buckets(device):
     np.testing.assert_array_equal(tok.cpu().numpy(), np.repeat(got.cpu().numpy()[:, None], 3, 1))
     s = torch.tensor(y, dtype=torch.bfloat16, device=device)
     assert group_advantages(s, ids, "max@2").dtype == torch.bfloat16
+
+
+# ------------------------------------------------------------ 6. the backend shim
+def _loop_ties(ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Block start and end of every position of sorted rows, by a Python loop."""
+    starts, ends = np.zeros(ys.shape, dtype=np.int64), np.zeros(ys.shape, dtype=np.int64)
+    for g, row in enumerate(ys.tolist()):
+        for j, v in enumerate(row):
+            starts[g, j] = min(i for i, u in enumerate(row) if u == v)
+            ends[g, j] = max(i for i, u in enumerate(row) if u == v)
+    return starts, ends
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("scan", [False, True])
+@pytest.mark.parametrize("values", ["ties", "distinct"])
+def test_tie_helpers_match_a_loop(backend, scan, values):
+    """tie_starts / tie_ends / tie_fix against a loop, on rows with and without ties; ``scan`` forces
+    the path taken where a host check is not cheap (CUDA, traces) on every backend."""
+    rng = np.random.default_rng(5)
+    raw = rng.integers(0, 3, size=(6, 7)) if values == "ties" else rng.permutation(42).reshape(6, 7)
+    ys = np.sort(raw.astype(np.float64), axis=-1)
+    x = rng.normal(size=ys.shape)
+    starts, ends = _loop_ties(ys)
+    ops = ops_lib.get_ops(to_backend(ys, backend))
+    if scan:
+        ops = type(ops)()  # a private instance, so that the shared one keeps its behaviour
+        ops.cheap_host = lambda a: False
+    yb, xb = to_backend(ys, backend), to_backend(x, backend)
+    np.testing.assert_array_equal(to_numpy(ops.tie_starts(yb)), starts)
+    np.testing.assert_array_equal(to_numpy(ops.tie_ends(yb)), ends)
+    np.testing.assert_array_equal(to_numpy(ops.tie_fix(xb, yb)), np.take_along_axis(x, starts, axis=-1))
+
+
+def test_ops_is_abstract():
+    """Every backend implements the whole interface: an incomplete one cannot be built."""
+    with pytest.raises(TypeError):
+        ops_lib.Ops()
+    numpy_methods = {k: v for k, v in vars(ops_lib.NumpyOps).items() if not k.startswith(("__", "_abc"))}
+    whole = type("Whole", (ops_lib.Ops,), numpy_methods)
+    assert isinstance(whole(), ops_lib.Ops)
+    missing = type("Missing", (ops_lib.Ops,), {k: v for k, v in numpy_methods.items() if k != "block_index"})
+    with pytest.raises(TypeError, match="block_index"):
+        missing()
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_to_host_is_the_one_host_transfer(backend):
+    x = np.array([[0.5, -1.25], [3.0, 2.0]])
+    xb = to_backend(x, backend)
+    assert ops_lib.is_host(xb) == (backend == "numpy")
+    got = ops_lib.to_host(xb)
+    assert isinstance(got, np.ndarray) and got.dtype == np.float64
+    np.testing.assert_array_equal(got, x)
+    np.testing.assert_array_equal(ops_lib.to_host([[1, 2]]), [[1, 2]])
+    assert ops_lib.is_host([1.0]) and ops_lib.is_host(3)
+
+
+def test_to_host_bfloat16_and_autograd():
+    t = torch.tensor([1.5, -2.0], dtype=torch.bfloat16, requires_grad=True)
+    got = ops_lib.to_host(t * 1)
+    assert got.dtype == np.float32 and got.tolist() == [1.5, -2.0]
+    j = ops_lib.to_host(jnp.asarray([1.5, -2.0], dtype=jnp.bfloat16))
+    assert j.dtype == np.float32 and j.tolist() == [1.5, -2.0]

@@ -186,3 +186,47 @@ def test_function_level_relative_and_package_imports_are_read():
     assert "mid imports rankgrad.cli: _src never imports integrations, cli or experiments" in found
     assert "mid imports rankgrad.noisy: _src never imports the public package" in found
     assert not any("weights" in line for line in found)
+
+
+# ---------------------------------------------------------- backends stay in the shim
+PACKAGE_ROOT = SRC.parent
+
+
+def backend_branches(source: str) -> list[str]:
+    """Comparisons with a backend's name (``ops.name == "torch"``, ``"jax" != kind``...) and calls of
+    the shim's private backend tests, as ``line: text``: backend-specific code belongs in
+    ``rankgrad/_src/ops.py``."""
+    names = {"numpy", "torch", "jax"}
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops):
+            sides = [node.left, *node.comparators]
+            if any(isinstance(s, ast.Constant) and s.value in names for s in sides):
+                found.append(f"{node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.Call):
+            fn = node.func
+            name = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
+            if name in ("_is_torch", "_is_jax", "is_torch", "is_jax"):
+                found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_backend_name_branches_outside_the_shim():
+    shim = SRC / "ops.py"
+    found = {
+        str(f.relative_to(PACKAGE_ROOT.parent)): hits
+        for f in sorted(PACKAGE_ROOT.rglob("*.py"))
+        if f != shim and (hits := backend_branches(f.read_text(encoding="utf-8")))
+    }
+    assert found == {}
+    assert backend_branches(shim.read_text(encoding="utf-8"))  # the scan does see the shim's own
+
+
+def test_backend_branch_scan_on_examples():
+    src = (
+        "if ops.name == 'torch':\n    pass\n"
+        "ok = 'jax' != kind\n"
+        "if is_torch(x) or ops_lib.is_jax(y):\n    pass\n"
+        "fine = ops.name == other and label == 'numpyish'\n"
+    )
+    assert sorted(line.split(":")[0] for line in backend_branches(src)) == ["1", "3", "4", "4"]

@@ -188,3 +188,23 @@ def test_value_through_the_main_entry_point(backend):
     np.testing.assert_allclose(got, rankgrad.noisy.value(r, "max@3", rho0=0.1, rho1=0.2), atol=1e-6)
     with pytest.raises(ValueError, match="needs the false-positive rate"):
         rankgrad.value(r, "mean", noise=(None, 0.2))
+
+
+@pytest.mark.parametrize("rates", [(0.6, 0.5), (-0.1, 0.2), (0.1, float("nan")), ("x", 0.1), (0.1, "x")])
+def test_one_rate_checker_names_the_argument(rates):
+    """noise=(rho0, rho1) and rho0=, rho1= go through one checker: the same rule in the same words,
+    only the argument named first differs."""
+    y = np.array([[1.0, 0.0, 1.0, 0.0]])
+    with pytest.raises(ValueError) as via_noise:
+        rankgrad.advantages(y, "mean", noise=rates)
+    with pytest.raises(ValueError) as via_rates:
+        rankgrad.noisy.advantages(y, "mean", rho0=rates[0], rho1=rates[1])
+    assert type(via_noise.value) is type(via_rates.value)
+    a, b = str(via_noise.value), str(via_rates.value)
+    assert a.startswith("noise: ") and not b.startswith("noise")
+    assert _rule(a) == _rule(b)
+
+
+def _rule(msg: str) -> str:
+    """What an error message says is expected (between "expected" and ", got")."""
+    return msg.split("expected", 1)[1].split(", got")[0]

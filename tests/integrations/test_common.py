@@ -95,6 +95,26 @@ def test_std_normalize_matches_grpo_for_the_mean() -> None:
     np.testing.assert_allclose(grpo, manual, rtol=1e-10)
 
 
+@pytest.mark.parametrize("scale", [1.0, 2.0**-1000, 1e200])
+def test_std_normalize_on_ragged_dropped_and_huge_scores(backend: str, scale: float) -> None:
+    """GRPO's std (ddof=1) over each group's kept rollouts, ragged groups with an unscorable (NaN) one
+    dropped, by hand on the host; the same for scores near the float64 limits (their squares would
+    overflow or underflow: the std is computed on an exact power-of-two scale)."""
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=11)
+    labels = np.array([3, 1, 3, 1, 1, 3, 2, 2, 2, 3, 1])
+    base[4] = np.nan
+    want = np.zeros(11)
+    for lab in np.unique(labels):
+        idx = np.flatnonzero((labels == lab) & np.isfinite(base))
+        y = base[idx]
+        n = y.size
+        want[idx] = n / (n - 1) * (y - y.mean()) / y.std(ddof=1)  # RLOO of the mean, over the std
+    got = group_advantages(to_backend(base * scale, backend), labels, "mean", std_normalize=True, eps=0.0,
+                           unscorable="zero")
+    np.testing.assert_allclose(to_numpy(got), want, rtol=1e-12, atol=1e-12)
+
+
 def test_mask_excludes_rollouts() -> None:
     scores = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 1.0])
     labels = np.zeros(6, int)
