@@ -156,8 +156,9 @@ def variance_block(sources: Sources) -> str:
         rows.append([r["setting"], _num(base, ".3g")] + [_num(est[e]["var_rel"] / base, ".2f")
                                                           for e in _VAR_ESTIMATORS]
                     + ["yes" if r["claim_holds"] else "**no**"])
-    return table(["setting", "ordergrad var/‖∇J‖²"] + [f"{e} ÷ ordergrad" for e in _VAR_ESTIMATORS]
-                 + ["claim holds"], rows, "l" + "r" * (len(_VAR_ESTIMATORS) + 1) + "l")
+    return ("Each estimator's column is its variance ÷ ordergrad's in the same setting.\n\n"
+            + table(["setting", "ordergrad var/‖∇J‖²"] + list(_VAR_ESTIMATORS) + ["claim holds"], rows,
+                    "l" + "r" * (len(_VAR_ESTIMATORS) + 1) + "l"))
 
 
 def variance_bias_block(sources: Sources) -> str:

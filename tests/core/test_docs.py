@@ -95,6 +95,35 @@ def test_k_variance_block_matches_a_hand_derived_case():
     assert out.splitlines()[-1] == "| `max@1` (= `mean`) | 0.50 | 1 |"
 
 
+def test_estimators_block_scales_are_the_hand_derived_ones():
+    """c(N, K) at N = 8, K = 4: K/N = 0.5 for ordergrad, 1/N = 0.125 for RLOO, 1/(N − 1) for Dr. GRPO."""
+    rows = {line.split("|")[1].strip().split()[0]: [c.strip() for c in line.split("|")[1:-1]]
+            for line in pages.estimators_block({}, "8", "4").splitlines()[2:]}
+    assert rows["`ordergrad`"][3] == "0.5"
+    assert rows["`rloo`"][3] == "0.125"
+    assert rows["`dr_grpo`"][3] == f"{1 / 7:.4g}"
+    assert rows["`grpo`"][1] == "**no**" and "biased" in rows["`grpo`"][3]
+
+
+def test_risk_block_bolds_the_best_arm_per_column():
+    sources = {"risk": {"config": {"tail_objective": "cvar:0.25@4", "tamar_alpha": 0.25}, "arms": {
+        arm: {"mean": m, "mean_se": 0.01, "cvar25": c, "cvar25_se": 0.02, "bridge_fraction": b,
+              "falls_per_episode": 0.0} for arm, m, c, b in
+        [("mean", -9.5, -20.0, 1.0), ("tail", -14.0, -14.1, 0.0), ("tamar", -14.1, -14.2, 0.0)]}}}
+    lines = pages.risk_block(sources).splitlines()
+    assert "**−9.50 ± 0.01**" in lines[2] and "**" not in lines[2].split("|")[3]
+    assert "**−14.10 ± 0.02**" in lines[3] and "**" not in lines[4]
+
+
+def test_cli_block_has_every_command():
+    from rankgrad.cli import build_parser
+
+    text = pages.cli_block({})
+    for name in pages._subcommands(build_parser()):
+        assert f"### `rankgrad {name}`" in text
+    assert "--objective" in text and text.count("```text") == text.count("### ")
+
+
 # --------------------------------------------------------------------------------------------- the site
 
 
