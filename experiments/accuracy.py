@@ -247,6 +247,7 @@ def _print_table(summary: dict[str, Any], cfg: Config) -> None:
           "z: grand mean vs exact)")
 
 
+@_common.styled
 def plot(results: dict[str, Any]) -> Any:
     """Relative RMS error of the running mean vs T, value and gradient, drawn from the results as
     ``accuracy.json`` stores them."""
@@ -286,7 +287,7 @@ def plot(results: dict[str, Any]) -> Any:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command line: ``python -m experiments.accuracy [--quick] [--seed S] [--out DIR]``, or
     ``--replot accuracy.json`` (redraws accuracy.png from the stored numbers; returns ``{"png": path}``)."""
-    args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = _common.parser(__doc__.splitlines()[0], replot=True).parse_args(argv)
     if args.replot:
         return {"png": _common.replot(args.replot, plot, NAME)}
     cfg = Config.quick(args.seed) if args.quick else Config(seed=args.seed)

@@ -418,6 +418,7 @@ def _print_table(results: list[dict[str, Any]], cfg: Config, seconds: float) -> 
     print(f"total {seconds:.1f} s")
 
 
+@_common.styled
 def plot(payload: dict[str, Any]) -> Any:
     """The noisy/clean weight of a prompt and each setting's learning curves, drawn from the results as
     ``noisy.json`` stores them."""
@@ -474,7 +475,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)  # torch only handles 3-parameter problems here: more threads only add overhead
-    args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = _common.parser(__doc__.splitlines()[0], replot=True).parse_args(argv)
     if args.replot:
         return {"png": _common.replot(args.replot, plot, NAME)}
     cfg = Config.quick(args.seed) if args.quick else Config(seed=args.seed)

@@ -278,6 +278,7 @@ def _print_table(sweep: list[dict[str, Any]], curves: dict[str, Any], cfg: Confi
         )
 
 
+@_common.styled
 def plot(results: dict[str, Any]) -> Any:
     """Rewards and policies, variance per σ, learning curves and the variance ratio, drawn from the results as
     ``pathwise.json`` stores them."""
@@ -352,7 +353,7 @@ def plot(results: dict[str, Any]) -> Any:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command line: ``python -m experiments.pathwise [--quick] [--seed S] [--out DIR]``, or
     ``--replot pathwise.json`` (redraws pathwise.png from the stored numbers; returns ``{"png": path}``)."""
-    args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = _common.parser(__doc__.splitlines()[0], replot=True).parse_args(argv)
     if args.replot:
         return {"png": _common.replot(args.replot, plot, NAME)}
     cfg = Config.quick(args.seed) if args.quick else Config(seed=args.seed)

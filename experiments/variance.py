@@ -425,6 +425,7 @@ MARKERS = {"ordergrad": "o", "pkpo_s": "s", "pkpo_sloo": "D", "pkpo_sloo1": "^",
            "rloo_passk": "P", "grpo_passk": "x", "chen_passk": "+", "grpo": "*"}
 
 
+@_common.styled
 def plot(results: dict[str, Any]) -> Any:
     """Variance and bias of every estimator per prompt set (rows) and policy (tabular / linear), drawn from
     the results as ``variance.json`` stores them."""
@@ -497,7 +498,7 @@ def plot(results: dict[str, Any]) -> Any:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command line: ``python -m experiments.variance [--quick] [--seed S] [--out DIR]``, or
     ``--replot variance.json`` (redraws variance.png from the stored numbers; returns ``{"png": path}``)."""
-    args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = _common.parser(__doc__.splitlines()[0], replot=True).parse_args(argv)
     if args.replot:
         return {"png": _common.replot(args.replot, plot, NAME)}
     cfg = Config.quick(args.seed) if args.quick else Config(seed=args.seed)

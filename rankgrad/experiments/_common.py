@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -33,16 +34,18 @@ T = TypeVar("T")
 DEFAULT_OUT = "experiment_results"
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    """An ``argparse`` parser with the options every experiment takes."""
+def parser(description: str, *, replot: bool = False) -> argparse.ArgumentParser:
+    """An ``argparse`` parser with the options every experiment takes (and ``--replot`` for those whose
+    ``main`` handles it)."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a reduced run (seconds) used by the smoke tests")
     p.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"folder for the PNG and JSON (default {DEFAULT_OUT}/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--replot", metavar="RESULTS.json", default=None,
-                   help="redraw the PNG of a stored run from its JSON (written next to it) and exit; "
-                        "nothing is re-run and the JSON is not changed")
+    if replot:
+        p.add_argument("--replot", metavar="RESULTS.json", default=None,
+                       help="redraw the PNG of a stored run from its JSON (written next to it) and exit; "
+                            "nothing is re-run and the JSON is not changed")
     return p
 
 
@@ -151,19 +154,32 @@ def replot(path: str | os.PathLike, plot: Callable[[dict[str, Any]], Any], name:
 
 
 LEGEND_FONT = 8.5  # points: the smallest text in a figure
+# text sizes of the experiments' figures (dense multi-panel plots): nothing below LEGEND_FONT points
+STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "legend.fontsize": LEGEND_FONT,
+         "xtick.labelsize": 9, "ytick.labelsize": 9}
 
 
 def pyplot():
-    """matplotlib.pyplot with the non-interactive Agg backend (no display needed) and readable text sizes
-    (nothing below ``LEGEND_FONT`` points)."""
+    """matplotlib.pyplot with the non-interactive Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10,
-                         "legend.fontsize": LEGEND_FONT, "xtick.labelsize": 9, "ytick.labelsize": 9})
     return plt
+
+
+def styled(plot: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: draw the figure under :data:`STYLE` (matplotlib's settings are restored afterwards)."""
+
+    @functools.wraps(plot)
+    def draw(*args: Any, **kwargs: Any) -> Any:
+        import matplotlib
+
+        with matplotlib.rc_context(STYLE):
+            return plot(*args, **kwargs)
+
+    return draw
 
 
 def legend_below(fig: Any, handles: list[Any], labels: list[str], ncol: int, y: float = 0.0) -> Any:

@@ -734,6 +734,7 @@ def _run(config: Config, progress: bool) -> dict[str, Any]:
     }
 
 
+@_common.styled
 def plot(results: dict[str, Any]) -> Any:
     """Test-metric curves per arm and learning rate, and the final best-against-best bars with the paired
     differences, drawn from the results as ``bestofk.json`` stores them."""
@@ -828,7 +829,7 @@ def _print(results: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = _common.parser(__doc__.split("\n\n")[0])
+    p = _common.parser(__doc__.split("\n\n")[0], replot=True)
     p.add_argument("--demo", action="store_true", help="the reduced setting used by `rankgrad demo`")
     p.add_argument("--device", default="auto", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

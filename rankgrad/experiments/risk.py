@@ -647,6 +647,7 @@ def _title(arms: dict[str, Any]) -> str:
     return f"{head}\n({note})"
 
 
+@_common.styled
 def plot(results: dict[str, Any]) -> Any:
     """Learning curves (mean return, CVaR_25) and the deployed return CDF of each arm, drawn from the results
     as ``risk.json`` stores them."""
@@ -715,7 +716,7 @@ def table_text(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = _common.parser(__doc__.splitlines()[0])
+    p = _common.parser(__doc__.splitlines()[0], replot=True)
     p.add_argument("--seeds", type=int, default=None, help="training seeds per arm (default 3; quick: 1)")
     args = p.parse_args(argv)
     if args.replot:
