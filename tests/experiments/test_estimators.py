@@ -1,6 +1,11 @@
 """Smoke tests of the estimator experiments (accuracy, variance, pathwise): each quick run writes its PNG and
-JSON, and its headline numbers hold with the fixed seed. The thresholds are many standard errors wide
-(or deterministic, where they come from exact enumeration)."""
+JSON (and redraws the PNG from the JSON alone), and the parts of its headline that a quick run can show
+hold with the fixed seed: accuracy — T^-1/2 error, no plateau, biased plug-in; variance — unbiased means,
+ordergrad below the no-baseline estimators, the claim failing at 4 arms, GRPO's bias across prompts;
+pathwise — agreement with the reference, pathwise lower on the smooth reward at small σ and LR lower on the
+rough one, both estimators learning. Not checked (the quick sweep is too small to show it): where exactly
+the variance orderings cross in σ, M or d. The thresholds are many standard errors wide (or
+deterministic, where they come from exact enumeration)."""
 
 from __future__ import annotations
 
