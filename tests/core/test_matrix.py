@@ -97,6 +97,7 @@ def test_every_registered_preset_is_in_the_matrix():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:The given NumPy array is not writable")  # dynamo, read-only tables
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_torch_compile_matrix(dtype):
     torch = pytest.importorskip("torch")
