@@ -52,10 +52,13 @@ def _run(cmd: list[str], **kw) -> None:
 def source_files(root: Path) -> list[str]:
     """Paths (relative to ``root``) of the files a fresh clone would have, as in the working tree now:
     tracked and untracked-but-not-ignored files that exist."""
-    out = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=root, check=True, capture_output=True,
-    ).stdout.decode()
+    proc = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root, capture_output=True
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"{root} is not a git checkout (git ls-files: {proc.stderr.decode().strip()}); "
+                         "run the wheel test from a clone of the repository")
+    out = proc.stdout.decode()
     return sorted({p for p in out.split("\0") if p and (root / p).is_file()})
 
 
