@@ -8,7 +8,7 @@ import os
 
 from rankgrad.cli._common import EXIT_OK, CliError, positive_int, seed_arg
 
-HELP = "run the demo experiments (risk-sensitive gridworld, best-of-K language model)"
+HELP = "run the demo experiments (risk-sensitive gridworld, pass@K language model)"
 
 EPILOG = """\
 examples:

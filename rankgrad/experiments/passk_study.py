@@ -366,6 +366,12 @@ class Config:
             workers=1,
         )
 
+    @classmethod
+    def demo(cls, task: str = "add3") -> Config:
+        """What ``rankgrad demo`` runs: two seeds, GRPO / RLOO / max@4, one learning rate and temperature."""
+        return cls(task=task, arms=("grpo", "rloo", "max@4"), lrs=(1e-3,), temperatures=(1.0,),
+                   seeds=(10, 11))
+
 
 # ----------------------------------------------------------------------------------------------------
 # Model, sampling, training
@@ -687,6 +693,7 @@ def run(config: Config, out_dir: str = _common.DEFAULT_OUT, progress: bool = Tru
     K = config.K
     pk = f"pass@{K}"
     with_pool = _pool(config)
+    prev_threads = _torch().get_num_threads()
     if with_pool is None:
         _job_init(config.threads)
     try:
@@ -722,6 +729,7 @@ def run(config: Config, out_dir: str = _common.DEFAULT_OUT, progress: bool = Tru
     finally:
         if with_pool is not None:
             with_pool.shutdown()
+        _torch().set_num_threads(prev_threads)
     t2 = time.perf_counter()
     labels = [*config.arms, "warm start"]
     metrics = [f"pass@{k}" for k in config.ks]
@@ -911,8 +919,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, default=None, help="torch threads per process (default 1)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the protocol's)")
     p.add_argument("--steps", type=int, default=None, help="RL steps per run")
+    p.add_argument("--demo", action="store_true", help="the reduced setting of `rankgrad demo`")
     args = p.parse_args(argv)
-    config = Config.quick(args.task) if args.quick else Config(task=args.task)
+    setting = Config.quick if args.quick else Config.demo if args.demo else Config
+    config = setting(args.task)
+    if args.seed:  # --seed S shifts every seed of the setting by S
+        config.seeds = tuple(s + args.seed for s in config.seeds)
     if args.workers is not None:
         config.workers = args.workers
     if args.threads is not None:

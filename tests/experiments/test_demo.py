@@ -1,8 +1,8 @@
 """`rankgrad demo` wiring: both reduced experiments run, their tables print, files are written.
 
-The headlines themselves (the diagonal wins) are asserted by each experiment's own quick-mode test
-(tests/experiments/test_risk.py, tests/experiments/test_bestofk.py); here the settings are tiny so that
-only the plumbing is exercised.
+The headlines themselves are each experiment's (tests/experiments/test_risk.py asserts the risk
+diagonal; the pass@K study's result is in its report, tests/experiments/test_passk_study.py checks its
+pipeline); here the settings are tiny so that only the plumbing is exercised.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import pytest
 
 from rankgrad.cli import main as cli_main
-from rankgrad.experiments import bestofk, demo, risk
+from rankgrad.experiments import demo, passk_study, risk
 
 pytestmark = pytest.mark.slow  # runs an experiment; skipped by the inner loop `pytest -m "not slow"`
 
@@ -22,19 +22,18 @@ def test_demo_runs_both_experiments_and_writes_files(tmp_path) -> None:
     risk_config = dataclasses.replace(
         risk.Config.quick(), updates=60, eval_episodes=400, curve_points=3, curve_episodes=100
     )
-    lm_config = dataclasses.replace(
-        bestofk.Config.quick(), rl_steps=2, warm_max_steps=30, n_val=32, n_test=32, eval_every=1,
-        curve_problems=8, prompts_per_step=4,
-    )
+    lm_config = dataclasses.replace(passk_study.Config.quick(), arms=("grpo", "rloo", "max@4"), rl_steps=2)
     lines: list[str] = []
     summary = demo.run_demo(tmp_path, risk_config, lm_config, progress=False, echo=lines.append)
     text = "\n".join(lines)
     assert "trained for" in text and "*" in text and "CVaR_25" in text and "pass@4" in text
-    for name in ("risk.png", "risk.json", "bestofk.png", "bestofk.json", "demo.json"):
+    assert "s in all" in text  # the demo reports its own elapsed time
+    for name in ("risk.png", "risk.json", "passk_add3.png", "passk_add3.json", "demo.json"):
         assert (tmp_path / name).stat().st_size > 0, name
     saved = json.loads((tmp_path / "demo.json").read_text())
     assert set(saved["risk"]["table"]) == {"mean", "cvar:0.25@4", "Tamar CVaR_0.25"}
-    assert {"(warm start)", "grpo", "rloo", "max@4"} <= set(saved["bestofk"]["table"])
+    assert set(saved["passk"]["table"]) == {"(warm start)", "grpo", "rloo", "max@4"}
+    assert set(saved["passk"]["table"]["max@4"]) == {"pass@1", "pass@4", "pass@16"}
     assert saved["risk"]["diagonal_wins"] == summary["risk"]["diagonal_wins"]
 
 
@@ -58,5 +57,10 @@ def test_demo_threads_reach_torch_and_the_lm_config(tmp_path, monkeypatch) -> No
     monkeypatch.setattr(demo, "run_demo", fake_run_demo)
     assert cli_main(["demo", "--quick", "--threads", "1", "--out", str(tmp_path)]) == 0
     assert seen == {"threads": 1, "lm": 1, "out": str(tmp_path)}
+    monkeypatch.setattr(demo, "run_demo", lambda out, risk_config, lm_config, progress: seen.update(
+        seeds=lm_config.seeds, arms=lm_config.arms) or {})
+    assert cli_main(["demo", "--quick", "--seed", "5", "--out", str(tmp_path)]) == 0
+    assert seen["seeds"] == tuple(s + 5 for s in passk_study.Config.quick().seeds)
+    assert seen["arms"] == ("grpo", "rloo", "max@4")
     assert torch.get_num_threads() == before
     assert cli_main(["demo", "--threads", "0"]) == 2
