@@ -1,0 +1,1 @@
+"""Implementation modules behind the public ones (rankgrad.objectives, .exact, .noisy, ...): not a public API."""
