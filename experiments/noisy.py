@@ -430,8 +430,9 @@ def plot(payload: dict[str, Any]) -> Any:
     fig, axes = plt.subplots(1, n + 1, figsize=(4.8 * (n + 1), 5.0))
     ax = axes[0]
     p = np.linspace(0.0, 0.95, 400)
+    rho_colours = ("C4", "C1", "C9", "C5")  # not the arms' colours
     for i, r in enumerate(results):
-        ax.semilogy(p, weight_factor(p, cfg.k, r["rho0"], r["rho1"]), color=f"C{i}",
+        ax.semilogy(p, weight_factor(p, cfg.k, r["rho0"], r["rho1"]), color=rho_colours[i % len(rho_colours)],
                     label=f"ρ0={r['rho0']:g}, ρ1={r['rho1']:g}")
     p_opt = success @ np.asarray(results[0]["clean_optimum"]["pi"], dtype=float)
     for x in p_opt:
