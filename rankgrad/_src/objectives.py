@@ -35,6 +35,7 @@ from types import MappingProxyType
 import numpy as np
 
 from rankgrad._src.errors import InputTypeError
+from rankgrad._src.types import ArrayLike
 from rankgrad._src.weights import lift
 
 __all__ = [
@@ -167,11 +168,12 @@ class Objective:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Objective):
             return NotImplemented
-        if self.k != other.k or (self.weights is None) != (other.weights is None):
+        if self.k != other.k:
             return False
-        if self.weights is None:
-            return self.kind == other.kind
-        return bool(np.array_equal(self.weights, other.weights))
+        a, b = self.weights, other.weights
+        if a is None or b is None:
+            return a is None and b is None and self.kind == other.kind
+        return bool(np.array_equal(a, b))
 
     def __hash__(self) -> int:
         key = None if self.weights is None else self.weights.tobytes()
@@ -229,8 +231,11 @@ class Objective:
     @property
     def low_first(self) -> np.ndarray:
         """Weights α_j for ranks j = 1..K ordered low → high (``α[K-1]`` is the maximum)."""
-        self.require_integral("low_first")
-        return self.weights[::-1]
+        w = self.weights
+        if w is None:
+            self.require_integral("low_first")  # raises
+        assert w is not None
+        return w[::-1]
 
     @property
     def extreme(self) -> str | None:
@@ -288,7 +293,7 @@ class Objective:
     # ---------------------------------------------------------- constructors
     @classmethod
     def from_weights(
-        cls, weights: np.typing.ArrayLike, *, k: int | None = None, name: str | None = None
+        cls, weights: ArrayLike, *, k: int | None = None, name: str | None = None
     ) -> Objective:
         """An objective from a **top-first** weight vector of length K (``weights[0]`` → maximum).
 
@@ -434,7 +439,7 @@ def _real(x: object, arg: str) -> float:
     try:
         return float(x)
     except OverflowError:  # an int beyond the float range
-        return math.inf if x > 0 else -math.inf
+        return -math.inf if x < 0 else math.inf
 
 
 def _as_weights(weights: object) -> np.ndarray:
@@ -443,22 +448,23 @@ def _as_weights(weights: object) -> np.ndarray:
         raw = np.asarray(weights)
     except (TypeError, ValueError) as err:
         raise InputTypeError(f"weights: expected a 1-D array of real numbers ({err}).") from None
+    numeric: np.ndarray | None = raw
     if raw.dtype.kind == "O":
         try:
-            raw = raw.astype(np.float64)
+            numeric = raw.astype(np.float64)
         except (TypeError, ValueError, OverflowError):
-            raw = None
-    if raw is None or raw.dtype.kind not in "biuf":
-        got = "objects" if raw is None else f"dtype {np.asarray(weights).dtype}"
+            numeric = None
+    if numeric is None or numeric.dtype.kind not in "biuf":
+        got = "objects" if numeric is None else f"dtype {raw.dtype}"
         raise InputTypeError(
             f"weights: expected real numbers (float, int or bool), got {got}; pass the real part or "
             "convert the entries to numbers first."
         )
-    if raw.ndim != 1 or raw.size == 0:
+    if numeric.ndim != 1 or numeric.size == 0:
         raise ValueError(
-            f"weights: expected a non-empty 1-D top-first vector of length K, got shape {raw.shape}."
+            f"weights: expected a non-empty 1-D top-first vector of length K, got shape {numeric.shape}."
         )
-    w = np.array(raw, dtype=np.float64)
+    w = np.array(numeric, dtype=np.float64)
     if not np.all(np.isfinite(w)):
         raise ValueError("weights: every entry must be finite (no NaN or inf).")
     return w
@@ -764,14 +770,17 @@ class Preset:
 
     def build(self, param: str | None, k_str: str | None) -> Objective:
         """The objective of ``name[:param][@K]`` from the parsed text of its param and K."""
-        if self.k == "fractional":
-            k: float | int = float(k_str)
-        elif k_str is None:
+        k: float | int
+        if k_str is None:  # the parser lets only an optional K be absent
             k = 1
+        elif self.k == "fractional":
+            k = float(k_str)
         else:
             k = _k(k_str)
         if self.param is None:
             return self.builder(k)
+        if param is None:
+            raise ValueError(f"{self.param.name}: {self.name} needs a parameter, as in {self.form}")
         p = float(param) if self.param.kind == "real" else _int_param(param, self.param.name)
         return self.builder(p, k)
 
