@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rankgrad.cli import main
+from rankgrad.cli import _common, main
 from tests import brute
 
 # (spec, [(coefficient, top-first weights of the part)]); K = the largest part's K.
@@ -49,3 +49,19 @@ def test_a_bad_mixture_is_a_usage_error(capsys: pytest.CaptureFixture, tmp_path:
     src.write_text('{"prompt_id": 1, "reward": 0.5}\n', encoding="utf-8")
     assert main(["advantages", str(src), str(tmp_path / "o.jsonl"), "-O", "0.5*mean + foo@3", "-q"]) == 2
     assert "term 'foo@3' at index 11" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(_common, "preset_terms"),
+                    reason="the CLI reads K from the last '@K' of the spec until objective_k reads mixtures")
+def test_small_groups_are_judged_by_the_mixtures_largest_k(tmp_path: Path) -> None:
+    """max@4 - 0.1*min@2 has K = 4: groups of 3 or 4 are too small, whichever term comes last."""
+    rows = [{"prompt_id": g, "reward": float(i % 3)} for g, n in (("a", 4), ("b", 6)) for i in range(n)]
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    argv = ["advantages", str(src), str(out), "-O", "max@4 - 0.1*min@2", "-q", "--small-groups", "zero"]
+    assert main(argv) == 0
+    got = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert all(r["advantage"] == 0.0 for r in got if r["prompt_id"] == "a")
+    b = [r for r in got if r["prompt_id"] == "b"]
+    want = _brute(np.array([r["reward"] for r in b]), [(1.0, [1.0, 0.0, 0.0, 0.0]), (-0.1, [0.0, 1.0])])
+    np.testing.assert_allclose([r["advantage"] for r in b], want, rtol=0, atol=1e-12)
