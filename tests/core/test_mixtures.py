@@ -339,3 +339,17 @@ def test_schedule_k_range_bounds_every_step():
         assert lo <= min(ks) and max(ks) <= hi, (ks, lo, hi)
     assert cases[0].k_range() == (4, 8) and cases[1].k_range() == (2, 8)
     assert [cases[0](t).k for t in range(7)] == [8, 7, 6, 5, 4, 4, 4]
+
+
+def test_noise_correction_of_a_mixture_is_the_mixture_of_corrections():
+    """The corrected kernel is the unique unbiased symmetric function of the observed count, so
+    correcting the lifted mixture equals lifting the corrected parts: a_i = Σ_j c_j (K_j/K) ã^{(j)}_i."""
+    rng = np.random.default_rng(2)
+    y = (rng.random((5, 7)) < 0.5).astype(float)
+    for spec, parts in MIXTURES[:3]:
+        obj = rankgrad.parse(spec)
+        got = rankgrad.advantages(y, obj, noise=(0.1, 0.2))
+        want = sum(c * (len(w) / obj.k) * rankgrad.advantages(y, part, noise=(0.1, 0.2))
+                   for c, part, w in parts)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+        assert np.abs(got - rankgrad.advantages(y, obj)).max() > 1e-3  # the correction does something
