@@ -42,6 +42,13 @@ MIXTURES = [
 ]
 
 
+def _brute_advantages(y: np.ndarray, parts: list) -> np.ndarray:
+    """Σ_j c_j (K_j / K) (include-one − leave-one-out) of each part by brute force, K the largest K_j."""
+    k = max(len(w) for _, _, w in parts)
+    return sum(c * (len(w) / k) * (brute.include_one(y, np.array(w)) - brute.leave_one_out(y, np.array(w)))
+               for c, _, w in parts)
+
+
 def _brute_lift(w_top: np.ndarray, k: int) -> np.ndarray:
     """Top-first weights at K' = k from the definition: on the sample e_i (1 at sorted position i, low
     → high, 0 elsewhere) the lifted weight is the brute-force mean over K-subsets. Valid as the
@@ -177,10 +184,7 @@ def test_advantages_and_value_against_brute_force(spec, parts, backend):
     rng = np.random.default_rng(len(spec))
     for n in (k + 1, k + 3) if backend != "jax" else (6,):  # jax compiles once per shape: one size
         y = np.round(rng.normal(size=n), 1)  # rounding makes ties likely
-        want_adv = sum(
-            c * (len(w) / k) * (brute.include_one(y, np.array(w)) - brute.leave_one_out(y, np.array(w)))
-            for c, _, w in parts
-        )
+        want_adv = _brute_advantages(y, parts)
         want_val = sum(c * brute.batch_value(y, np.array(w)) for c, _, w in parts)
         yb = to_backend(y, backend)
         np.testing.assert_allclose(to_numpy(rankgrad.advantages(yb, spec)), want_adv, rtol=0, atol=1e-12)
@@ -353,3 +357,24 @@ def test_noise_correction_of_a_mixture_is_the_mixture_of_corrections():
                    for c, part, w in parts)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
         assert np.abs(got - rankgrad.advantages(y, obj)).max() > 1e-3  # the correction does something
+
+
+def test_flat_and_masked_layouts_take_a_mixture():
+    spec, parts = MIXTURES[0]  # K = 3
+    rng = np.random.default_rng(4)
+    sizes = [4, 6, 5]
+    y = np.round(rng.normal(size=sum(sizes)), 1)
+    gid = np.repeat(np.arange(3), sizes)
+    perm = rng.permutation(y.size)
+    y, gid = y[perm], gid[perm]
+    flat = rankgrad.advantages(y, spec, group_ids=gid)
+    for g in range(3):
+        yg = y[gid == g]
+        np.testing.assert_allclose(flat[gid == g], _brute_advantages(yg, parts), rtol=0, atol=1e-12)
+    dense = np.zeros((3, 6))
+    mask = np.arange(6)[None, :] < np.array(sizes)[:, None]
+    for g in range(3):
+        dense[g, : sizes[g]] = y[gid == g]
+    masked = rankgrad.advantages(dense, spec, mask=mask)
+    for g in range(3):
+        np.testing.assert_allclose(masked[g, : sizes[g]], flat[gid == g], rtol=0, atol=1e-12)
