@@ -10,7 +10,14 @@ Objectives come from one of:
 * presets, as strings (``"max@4"``, ``"cvar:0.25@8"``) through :func:`parse`, or as constructors
   (:func:`best_of_k`, :func:`lower_tail`, ...);
 * a numeric top-first vector through :meth:`Objective.from_weights`;
-* a weight function of the rank quantile through :meth:`Objective.from_function`.
+* a weight function of the rank quantile through :meth:`Objective.from_function`;
+* sums of scaled objectives of any integer K (``0.5 * mean() + 0.5 * best_of_k(8)``, or the string
+  ``"0.5*mean + 0.5*max@8"``): one objective at the largest K, each part lifted to it
+  (:func:`rankgrad._src.weights.lift`; see "Mixtures across K" in ``docs/math.md``).
+
+The presets are defined once, in :data:`PRESETS` (name, aliases, parameter and range, constructor,
+example, one-line help); the parser's dispatch, :data:`PRESET_FORMS`, the names of the objectives the
+constructors build, the CLI listing and :func:`presets_markdown` are generated from it.
 
 Fractional K is accepted by ``max@K`` and ``min@K`` only (J = E[max] with K real is Σ r (F^K − F_prev^K));
 such objectives have no weight vector and are usable by ``rankgrad.exact`` alone. Every batch
