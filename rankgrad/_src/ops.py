@@ -225,9 +225,8 @@ class Ops(ABC):
         position 0)."""
 
     @abstractmethod
-    def block_index(self, new: Array) -> Array:
-        """For a mask of block starts (:meth:`block_starts`), each position's block start: the last
-        True position at or before it, [G, W] integers."""
+    def cummax(self, x: Array) -> Array:
+        """Running maximum along the last axis."""
 
     # first axis (rows), host indices ------------------------------------------------
     @abstractmethod
@@ -256,6 +255,11 @@ class Ops(ABC):
         return self.take_first(parts[0] if len(parts) == 1 else self.concat(parts), inverse)
 
     # ties, written once over the primitives ------------------------------------------
+    def block_index(self, new: Array) -> Array:
+        """For a mask of block starts (:meth:`block_starts`), each position's block start: the last
+        True position at or before it, [G, W] integers (one scan)."""
+        return self.cummax(self.where(new, self.arange(new.shape[-1], like=new), 0))
+
     def tie_starts(self, ys: Array) -> Array:
         """For sorted ``ys``, the position where each element's block of equal values starts."""
         return self.block_index(self.block_starts(ys))
@@ -383,8 +387,8 @@ class NumpyOps(Ops):
         np.not_equal(ys[..., 1:], ys[..., :-1], out=new[..., 1:])
         return new
 
-    def block_index(self, new):
-        return np.maximum.accumulate(np.where(new, np.arange(new.shape[-1]), 0), axis=-1)
+    def cummax(self, x):
+        return np.maximum.accumulate(x, axis=-1)
 
     def scatter_rows(self, values, rows, cols, shape):
         out = np.zeros(shape, dtype=values.dtype)
@@ -514,19 +518,15 @@ class TorchOps(Ops):
 
     def block_starts(self, ys):
         t = self.torch
+        if self.cheap_host(ys):  # eager CPU: one comparison into a preallocated mask
+            new = t.ones(ys.shape, dtype=t.bool, device=ys.device)
+            t.ne(ys[..., 1:], ys[..., :-1], out=new[..., 1:])
+            return new
         head = t.ones(ys.shape[:-1] + (1,), dtype=t.bool, device=ys.device)
         return t.cat([head, ys[..., 1:] != ys[..., :-1]], dim=-1)
 
-    def block_index(self, new):
-        t = self.torch
-        w = new.shape[-1]
-        if not self.cheap_host(new):  # CUDA, or a trace: a scan
-            return t.cummax(t.where(new, t.arange(w, device=new.device), 0), dim=-1).values
-        # CPU: the start of each block through a cumulative count of starts (cheaper than cummax)
-        flat = new.reshape(-1)
-        starts = t.nonzero(flat).squeeze(1)
-        first = starts[t.cumsum(flat, 0) - 1].reshape(new.shape)
-        return first - t.arange(0, flat.numel(), w)[:, None]
+    def cummax(self, x):
+        return self.torch.cummax(x, dim=-1).values
 
     def scatter_rows(self, values, rows, cols, shape):
         t = self.torch
@@ -663,9 +663,8 @@ class JaxOps(Ops):
         head = jnp.ones(ys.shape[:-1] + (1,), dtype=bool)
         return jnp.concatenate([head, ys[..., 1:] != ys[..., :-1]], axis=-1)
 
-    def block_index(self, new):
-        jnp = self.jnp
-        return self.jax.lax.cummax(jnp.where(new, jnp.arange(new.shape[-1]), 0), axis=new.ndim - 1)
+    def cummax(self, x):
+        return self.jax.lax.cummax(x, axis=x.ndim - 1)
 
     def scatter_rows(self, values, rows, cols, shape):
         return self.jnp.zeros(shape, dtype=values.dtype).at[rows, cols].set(values)
