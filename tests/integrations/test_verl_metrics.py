@@ -135,7 +135,7 @@ def test_mixture_weight_schedule(verl_step):
          r"k_schedule\.start: expected an integer K"),
         ({"objective": "max@4", "mix_objective": "mean@4"},
          r"mix_objective and algorithm\.rankgrad\.mix_weight go"),
-        ({"objective": "max@4", "mix_objective": "mean@3", "mix_weight": 0.5}, r"the same K"),
+        ({"objective": "max@4", "mix_objective": "max@2.5", "mix_weight": 0.5}, r"advantages need an integer K"),
         ({"objective": "max@4", "mix_objective": "mean@4", "mix_weight": 1.5}, r"within \[0, 1\]"),
         ({"objective": "max@4", "metrics": "yes"}, r"metrics: expected true or false"),
         ({"objective": "max@4", "metric_ks": [0, 2]}, r"metric_ks: expected integers >= 1"),
