@@ -20,10 +20,12 @@ import rankgrad
 
 WHEEL = Path(os.environ.get("RANKGRAD_WHEEL", "missing.whl"))
 
-# The demo and its experiments ship with the package (`rankgrad demo`, `python -m rankgrad.experiments.risk`).
+# The demo and the studies it runs ship with the package (`rankgrad demo`, `python -m
+# rankgrad.experiments.risk`, `python -m rankgrad.experiments.passk_study`).
 SHIPPED = [
     "rankgrad/py.typed",
     "rankgrad/_version.py",
+    "rankgrad/_src/__init__.py",
     "rankgrad/_src/types.py",
     "rankgrad/noisy.py",
     "rankgrad/experiments/__init__.py",
@@ -31,6 +33,7 @@ SHIPPED = [
     "rankgrad/experiments/demo.py",
     "rankgrad/experiments/risk.py",
     "rankgrad/experiments/bestofk.py",
+    "rankgrad/experiments/passk_study.py",
 ]
 # Research-only studies live in the top-level experiments/ folder, outside the package.
 NOT_SHIPPED = [
