@@ -7,17 +7,17 @@ The noise model and the corrected objective live in ``rankgrad/_src/noisy.py`` (
 
 from __future__ import annotations
 
-from typing import Any
-
 from rankgrad._src.estimators import noisy_advantages, noisy_value
 from rankgrad._src.noisy import (
     backward_rewards,
     check_rates,
+    check_rho1,
     corrected_objective,
     estimate_rho1,
     flip_matrix,
 )
 from rankgrad._src.objectives import ObjectiveLike
+from rankgrad._src.types import Array, ArrayLike
 
 __all__ = [
     "advantages", "value", "corrected_objective", "flip_matrix", "estimate_rho1", "backward_rewards",
@@ -26,14 +26,14 @@ __all__ = [
 
 
 def advantages(
-    rewards: Any,
+    rewards: ArrayLike,
     objective: ObjectiveLike,
     *,
     rho0: float,
     rho1: float,
-    group_ids: Any = None,
-    mask: Any = None,
-) -> Any:
+    group_ids: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+) -> Array:
     """Noise-corrected LR advantages: (K/N)·Σ a_i ∇log p(x_i) is unbiased for ∇J_K of the *true*
     rewards, given observed 0/1 rewards from a verifier with known rates ρ0 (false positive) and
     ρ1 (false negative). Same layouts and return as :func:`rankgrad.advantages`.
@@ -46,19 +46,19 @@ def advantages(
       >>> bool(np.allclose(a, (r - (r.sum() - r) / 7) / 0.8))
       True
     """
-    rho0, rho1 = check_rates(rho0, rho1)
-    return noisy_advantages(rewards, objective, rho0, rho1, group_ids=group_ids, mask=mask)
+    r0, r1 = check_rates(rho0, rho1)
+    return noisy_advantages(rewards, objective, r0, r1, group_ids=group_ids, mask=mask)
 
 
 def value(
-    rewards: Any,
+    rewards: ArrayLike,
     objective: ObjectiveLike,
     *,
     rho0: float,
     rho1: float,
-    group_ids: Any = None,
-    mask: Any = None,
-) -> Any:
+    group_ids: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+) -> Array:
     """Noise-corrected batch value per group, unbiased for the clean J_K (may leave [0, 1] for a
     small group: it is an unbiased estimate, not a probability).
 
@@ -66,18 +66,18 @@ def value(
     for every group with at least one sample; a fully masked group gives 0, like
     :func:`rankgrad.value`. Same layouts and return as :func:`rankgrad.value`.
     """
-    rho0, rho1 = check_rates(rho0, rho1)
-    return noisy_value(rewards, objective, rho0, rho1, group_ids=group_ids, mask=mask)
+    r0, r1 = check_rates(rho0, rho1)
+    return noisy_value(rewards, objective, r0, r1, group_ids=group_ids, mask=mask)
 
 
 def forward_advantages(
-    rewards: Any,
+    rewards: ArrayLike,
     objective: ObjectiveLike = "mean",
     *,
     rho1: float,
-    group_ids: Any = None,
-    mask: Any = None,
-) -> Any:
+    group_ids: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+) -> Array:
     """The forward correction for the mean objective: needs only the false-negative rate ρ1.
 
     With class-conditional flips the observed reward is r̃ = ρ0 + (1 − ρ0 − ρ1)·r + zero-mean noise
@@ -122,5 +122,5 @@ def forward_advantages(
       >>> bool(np.allclose(a, (r - (r.sum() - r) / 7) / 0.8))
       True
     """
-    _, rho1 = check_rates(None, rho1, rho0_optional=True)
-    return noisy_advantages(rewards, objective, None, rho1, group_ids=group_ids, mask=mask)
+    r1 = check_rho1(rho1)
+    return noisy_advantages(rewards, objective, None, r1, group_ids=group_ids, mask=mask)

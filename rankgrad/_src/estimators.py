@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 
 from rankgrad._src import noisy
+from rankgrad._src import types as T
 from rankgrad._src import weights as W
 from rankgrad._src.errors import InputTypeError
 from rankgrad._src.layout import Grouped, bucketed, to_groups
 from rankgrad._src.objectives import Objective, ObjectiveLike, as_objective, best_of_k
 from rankgrad._src.ops import Ops, get_ops
+from rankgrad._src.types import ArrayLike
 
 Array = Any
 
@@ -200,7 +202,7 @@ def _check_eps(eps: Any) -> float:
     return e
 
 
-def _require_sizes(g: Grouped, minimum: int, why: str) -> None:
+def _require_sizes(g: Grouped, minimum: float, why: str) -> None:
     """Eagerly reject non-empty groups smaller than ``minimum`` (empty groups give 0)."""
     if g.sizes is None:  # traced: too-small groups come out NaN (documented)
         return
@@ -225,8 +227,8 @@ def _require_sizes(g: Grouped, minimum: int, why: str) -> None:
 @dataclass
 class _Sorted:
     ys: Array  # sorted values, padding → 0, [G, W]
-    yc: Array | None  # centred sorted values, padding → 0 (None when not centred)
-    c: Array | None  # centre per group [G, 1]
+    yc: Array  # centred sorted values, padding → 0 (None when not centred)
+    c: Array  # centre per group [G, 1] (None when not centred)
     idx: Array  # sort permutation [G, W]
     in_range: Array | None  # [G, W] position < size
     key: Array  # sorted values with padding at +inf: tie blocks never merge samples with padding
@@ -370,7 +372,8 @@ def _linear_bound(obj: Objective) -> float:
     """|result| <= this · max |r| for every linear quantity here: values, q_i, v_i (<= Σ|w|·max|r|,
     averages of L-statistics), their differences and PKPO's combinations (<= 2·Σ|w|·max|r|); with a
     factor 2 of margin."""
-    return 4.0 * max(1.0, float(np.abs(obj.weights).sum()))
+    w = obj.weights
+    return 4.0 * max(1.0, float(np.abs(w).sum())) if w is not None else math.nan
 
 
 @dataclass(frozen=True)
@@ -445,13 +448,13 @@ def _prepare(
 
 # --------------------------------------------------------------- public: values
 def value(
-    rewards: Array,
+    rewards: ArrayLike,
     objective: ObjectiveLike,
     *,
-    group_ids: Any = None,
-    mask: Any = None,
+    group_ids: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
     noise: tuple[float, float] | None = None,
-) -> Array:
+) -> T.Array:
     """Batch L-value per group: the U-statistic V = mean over K-subsets of Σ_j w_j R_(j:K).
 
     V = Σ_m y_(m) P^α_{N,K}(m) over the sorted group, unbiased for J_K (docs/math.md). Differentiable in
@@ -536,8 +539,12 @@ def _tie_average(g: Grouped, s: _Sorted, p: Array) -> Array:
 
 
 def include_one(
-    rewards: Array, objective: ObjectiveLike, *, group_ids: Any = None, mask: Any = None
-) -> Array:
+    rewards: ArrayLike,
+    objective: ObjectiveLike,
+    *,
+    group_ids: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+) -> T.Array:
     """Include-one values q_i: the mean L-statistic over the K-subsets that contain sample i.
 
     Same layouts and return shape as :func:`advantages`. PKPO's s_i equals (K/N)·q_i; mean_i q_i = V.
@@ -551,8 +558,12 @@ def include_one(
 
 
 def leave_one_out(
-    rewards: Array, objective: ObjectiveLike, *, group_ids: Any = None, mask: Any = None
-) -> Array:
+    rewards: ArrayLike,
+    objective: ObjectiveLike,
+    *,
+    group_ids: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+) -> T.Array:
     """Leave-one-out values v_i: the batch L-value of the group without sample i (needs K <= N−1).
 
     v_i does not depend on sample i, which is why it is a valid baseline; mean_i v_i = V.
@@ -574,8 +585,8 @@ def _v_sorted(g: Grouped, s: _Sorted, obj: Objective, total: float) -> Array:
 
 
 def order_statistics(
-    rewards: Array, k: int, *, group_ids: Any = None, mask: Any = None
-) -> Array:
+    rewards: ArrayLike, k: int, *, group_ids: ArrayLike | None = None, mask: ArrayLike | None = None
+) -> T.Array:
     """Expected order statistics of a uniformly drawn K-subset of each group, **top-first**.
 
     Returns ``[..., K]`` (or ``[G, K]`` with ``group_ids``): entry r−1 is the batch U-statistic for
@@ -605,15 +616,15 @@ def order_statistics(
 
 # ----------------------------------------------------------- public: advantages
 def advantages(
-    rewards: Array,
+    rewards: ArrayLike,
     objective: ObjectiveLike,
     *,
-    group_ids: Any = None,
-    mask: Any = None,
+    group_ids: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
     estimator: str = "ordergrad",
     eps: float = 1e-6,
     noise: tuple[float | None, float] | None = None,
-) -> Array:
+) -> T.Array:
     """Per-sample advantages for the finite-K objective, batched over groups.
 
     For ``estimator="ordergrad"`` (the default) a_i = q_i − v_i exactly: the include-one value minus
@@ -676,9 +687,14 @@ def advantages(
 
 
 def noisy_advantages(
-    rewards: Array, objective: ObjectiveLike, rho0: float | None, rho1: float, *, group_ids: Any = None,
-    mask: Any = None,
-) -> Array:
+    rewards: ArrayLike,
+    objective: ObjectiveLike,
+    rho0: float | None,
+    rho1: float,
+    *,
+    group_ids: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+) -> T.Array:
     """Noise-corrected ``ordergrad`` advantages of 0/1 rewards, rates already checked
     (:func:`rankgrad._src.noisy.check_rates`): the advantages of the corrected objective
     (``noisy.corrected_objective``), or with ``rho0=None`` the forward correction of the mean, the
@@ -694,9 +710,14 @@ def noisy_advantages(
 
 
 def noisy_value(
-    rewards: Array, objective: ObjectiveLike, rho0: float, rho1: float, *, group_ids: Any = None,
-    mask: Any = None,
-) -> Array:
+    rewards: ArrayLike,
+    objective: ObjectiveLike,
+    rho0: float,
+    rho1: float,
+    *,
+    group_ids: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+) -> T.Array:
     """Noise-corrected batch value of 0/1 rewards, rates already checked: the value of the corrected
     weights plus their constant h̃(0) for every group with a sample (0 for a fully masked group).
     Layouts and return as :func:`value`."""
@@ -773,7 +794,9 @@ def _std(ops: Ops, n: Array, d: Array) -> Array:
     return unit * (ops.sum((d / unit) ** 2)[:, None] / nm1) ** 0.5
 
 
-def group_std(rewards: Array, *, group_ids: Any = None, mask: Any = None) -> Array:
+def group_std(
+    rewards: ArrayLike, *, group_ids: ArrayLike | None = None, mask: ArrayLike | None = None
+) -> T.Array:
     """GRPO's normaliser: for every sample, the standard deviation (ddof=1) of its group's rewards.
 
     The same computation as ``estimator="grpo"`` (two-pass deviations, squares of d / max|d|, exact

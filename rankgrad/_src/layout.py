@@ -243,8 +243,7 @@ def _codes_of_array(arr: np.ndarray) -> GroupCodes:
 _STR, _BYTES, _BOOL, _INT, _FLOAT = "str", "bytes", "bool", "number", "float"
 
 
-@functools.lru_cache(maxsize=64)
-def _kind_of(t: type) -> str | None:
+def _kind_of_type(t: type) -> str | None:
     """The id kind of a Python/numpy scalar type, or None if it is not a supported label."""
     if issubclass(t, (bool, np.bool_)):
         return _BOOL
@@ -257,6 +256,9 @@ def _kind_of(t: type) -> str | None:
     if issubclass(t, bytes):
         return _BYTES
     return None
+
+
+_kind_of: Callable[[type], str | None] = functools.lru_cache(maxsize=64)(_kind_of_type)
 
 
 def _dict_codes(items: Any) -> tuple[GroupCodes, dict]:
@@ -285,13 +287,14 @@ def _codes_of_items(items: list, arg: str) -> GroupCodes:
         except TypeError:  # an unhashable label: the general pass names it
             pass
         else:
-            if {_kind_of(type(k)) for k in table} in ({_STR}, {_BYTES}):
+            key_kinds = {_kind_of(type(k)) for k in table}
+            if key_kinds == {_STR} or key_kinds == {_BYTES}:
                 return codes
     kinds = {_kind_of(t) for t in set(map(type, items))}
     if kinds <= {_STR} or kinds <= {_BYTES} or kinds <= {_INT}:
         return _dict_codes(items)[0]
-    table: dict = {}
-    put = table.setdefault
+    keyed: dict = {}
+    put = keyed.setdefault
     codes_arr = np.empty(n, dtype=np.int64)
     for i, v in enumerate(items):
         kind = _kind_of(type(v))
@@ -308,8 +311,8 @@ def _codes_of_items(items: list, arg: str) -> GroupCodes:
             kind = _INT
         elif kind == _BOOL:
             v = bool(v)
-        codes_arr[i] = put((kind, v), len(table))
-    return GroupCodes(codes=codes_arr, count=len(table))
+        codes_arr[i] = put((kind, v), len(keyed))
+    return GroupCodes(codes=codes_arr, count=len(keyed))
 
 
 # ---------------------------------------------------------------- to_groups
@@ -336,7 +339,7 @@ def _dense(ops: Ops, x: Array, shape: tuple, mask: Array | None, out_dtype: Any)
     lead = shape[:-1]
     x2 = x.reshape(-1, n)
     valid = None
-    sizes = np.full(x2.shape[0], n, dtype=np.int64)
+    sizes: np.ndarray | None = np.full(x2.shape[0], n, dtype=np.int64)
     sizes_traced = None
     if mask is not None:
         m2 = backend_mask(ops, mask, shape, x).reshape(-1, n)

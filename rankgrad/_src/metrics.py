@@ -99,7 +99,7 @@ class _Batch:
     def value(self, objective: Objective, keep: np.ndarray, **kw: Any) -> np.ndarray:
         """The core's value per group [G], over the valid samples of the groups in ``keep`` [G]."""
         if self.codes is None or self.padded is not None:
-            x, valid = (self.x, self.valid) if self.codes is None else self.padded
+            x, valid = (self.x, self.valid) if self.padded is None else self.padded
             m = valid & keep[:, None]
             return np.asarray(value(x, objective, mask=None if m.all() else m, **kw))
         m = self.valid & keep[self.codes]

@@ -43,13 +43,15 @@ from rankgrad._src.ops import get_ops, to_host
 from rankgrad._src.weights import binomial_pmf
 
 __all__ = [
-    "corrected_objective", "flip_matrix", "estimate_rho1", "backward_rewards", "check_rates",
+    "corrected_objective", "flip_matrix", "estimate_rho1", "backward_rewards", "check_rates", "check_rho1",
     "parse_noise", "is_mean", "require_binary", "require_forward",
 ]
 
 
 def is_mean(obj: Objective) -> bool:
     """Whether ``obj`` is the mean of K draws (equal weights 1/K): its estimators are RLOO's family."""
+    if obj.weights is None:  # fractional K: not a mean of K draws
+        return False
     return obj.k == 1 or bool(np.allclose(obj.weights, 1.0 / obj.k, rtol=0, atol=1e-15))
 
 
@@ -65,29 +67,20 @@ def _as_rate(v: Any, which: str, arg: str | None) -> float:
         raise InputTypeError(msg) from None
 
 
-def check_rates(
-    rho0: Any, rho1: Any, *, arg: str | None = None, rho0_optional: bool = False
-) -> tuple[float | None, float]:
-    """The verifier's flip rates checked: 0 <= rho0, rho1 < 1 and rho0 + rho1 < 1 (NaN fails).
+def check_rates(rho0: Any, rho1: Any, *, arg: str | None = None) -> tuple[float, float]:
+    """The verifier's flip rates checked: 0 <= rho0, rho1 < 1 and rho0 + rho1 < 1 (NaN fails). The one
+    checker of every entry point (with :func:`check_rho1` for the forward correction).
 
     Args:
       rho0, rho1: false-positive and false-negative rates.
       arg: the argument the caller wrote, named first in every message (``"noise"`` for
         ``noise=(rho0, rho1)``); None when the rates are the arguments ``rho0``, ``rho1`` themselves.
-      rho0_optional: accept ``rho0=None`` (unknown false-positive rate: the forward correction);
-        it is then returned as None and only ``rho1`` is checked.
 
     Raises:
-      InputTypeError: a rate that is not a number (``rho0=None`` unless optional).
+      InputTypeError: a rate that is not a number (None included).
       ValueError: a rate outside [0, 1), or rho0 + rho1 >= 1 (the verifier carries no signal).
     """
-    r1 = _as_rate(rho1, "rho1", arg)
-    r0 = None if (rho0 is None and rho0_optional) else _as_rate(rho0, "rho0", arg)
-    if r0 is None:
-        if not 0 <= r1 < 1:
-            who, got = (arg, f"{arg}=({rho0!r}, {rho1!r})") if arg else ("rho1", f"rho1={r1}")
-            raise ValueError(f"{who}: expected a false-negative rate with 0 <= rho1 < 1, got {got}.")
-        return None, r1
+    r0, r1 = _as_rate(rho0, "rho0", arg), _as_rate(rho1, "rho1", arg)
     if not (0 <= r0 < 1 and 0 <= r1 < 1 and r0 + r1 < 1):
         who, got = (arg, f"{arg}=({rho0!r}, {rho1!r})") if arg else ("rho0, rho1", f"rho0={r0}, rho1={r1}")
         raise ValueError(
@@ -95,6 +88,16 @@ def check_rates(
             f"rho0 + rho1 < 1 (else the verifier carries no signal), got {got}."
         )
     return r0, r1
+
+
+def check_rho1(rho1: Any, *, arg: str | None = None) -> float:
+    """The false-negative rate alone (the forward correction, false-positive rate unknown): a number
+    with 0 <= rho1 < 1; messages as :func:`check_rates` (``arg="noise"`` names ``noise=(None, rho1)``)."""
+    r1 = _as_rate(rho1, "rho1", arg)
+    if not 0 <= r1 < 1:
+        who, got = (arg, f"{arg}=(None, {rho1!r})") if arg else ("rho1", f"rho1={r1}")
+        raise ValueError(f"{who}: expected a false-negative rate with 0 <= rho1 < 1, got {got}.")
+    return r1
 
 
 def parse_noise(noise: Any) -> tuple[float | None, float]:
@@ -112,7 +115,9 @@ def parse_noise(noise: Any) -> tuple[float | None, float]:
             f"noise: the false-negative rate rho1 is needed (only rho0 may be None, for the forward "
             f"correction), got noise={noise!r}; estimate it with rankgrad.noisy.estimate_rho1."
         )
-    return check_rates(rho0, rho1, arg="noise", rho0_optional=True)
+    if rho0 is None:
+        return None, check_rho1(rho1, arg="noise")
+    return check_rates(rho0, rho1, arg="noise")
 
 
 def require_forward(obj: Objective) -> None:
@@ -128,10 +133,10 @@ def require_forward(obj: Objective) -> None:
 
 def flip_matrix(k: int, rho0: float, rho1: float) -> np.ndarray:
     """T[s, t] = P(t observed passes | s true passes among k draws), shape [k+1, k+1]."""
-    rho0, rho1 = check_rates(rho0, rho1)
+    r0, r1 = check_rates(rho0, rho1)
     t = np.zeros((k + 1, k + 1))
     for s in range(k + 1):
-        t[s] = np.convolve(binomial_pmf(s, 1 - rho1), binomial_pmf(k - s, rho0))
+        t[s] = np.convolve(binomial_pmf(s, 1 - r1), binomial_pmf(k - s, r0))
     return t
 
 
@@ -144,8 +149,9 @@ def corrected_objective(objective: ObjectiveLike, rho0: float, rho1: float) -> t
     """
     obj = as_objective(objective)
     obj.require_integral("noisy")
+    assert obj.weights is not None  # an integral K has its weights
     h = np.concatenate([[0.0], np.cumsum(obj.weights)])  # h[s]: s passes among K
-    h_tilde = np.linalg.solve(flip_matrix(obj.k, rho0, rho1), h)
+    h_tilde = np.linalg.solve(flip_matrix(int(obj.k), rho0, rho1), h)
     name = f"{obj.name}|noise({rho0:g},{rho1:g})"
     return Objective.from_weights(np.diff(h_tilde), name=name), float(h_tilde[0])
 
@@ -186,11 +192,11 @@ def backward_rewards(rewards: Any, *, rho0: float, rho1: float) -> Any:
     Returns:
       r̂, same shape and backend, float.
     """
-    rho0, rho1 = check_rates(rho0, rho1)
+    r0, r1 = check_rates(rho0, rho1)
     require_binary(rewards, None)
     ops = get_ops(rewards)
     r = ops.float_like(rewards)
-    return (r - rho0) / (1.0 - rho0 - rho1)
+    return (r - r0) / (1.0 - r0 - r1)
 
 
 def estimate_rho1(

@@ -679,6 +679,7 @@ class JaxOps(Ops):
         return x[idx]
 
 
+_BACKENDS: dict[str, Callable[[], Ops]] = {"numpy": NumpyOps, "torch": TorchOps, "jax": JaxOps}
 _OPS: dict[str, Ops] = {}
 _OPS_LOCK = threading.Lock()
 
@@ -696,7 +697,7 @@ def get_ops(x: object) -> Ops:
         with _OPS_LOCK:  # one instance per backend, also when threads race to create it
             ops = _OPS.get(key)
             if ops is None:
-                ops = _OPS[key] = {"numpy": NumpyOps, "torch": TorchOps, "jax": JaxOps}[key]()
+                ops = _OPS[key] = _BACKENDS[key]()
     return ops
 
 

@@ -32,7 +32,8 @@ def _objective_slope(p: np.ndarray, objective: ObjectiveLike) -> np.ndarray:
     nonzero weight: one term for max@K)."""
     obj = as_objective(objective)
     obj.require_integral("prompt_scores")
-    k, w = obj.k, obj.weights
+    k, w = int(obj.k), obj.weights
+    assert w is not None  # an integral K has its weights
     s = np.flatnonzero(w)
     return k * (binomial_pmf(k - 1, p, s) * w[s]).sum(-1)
 
