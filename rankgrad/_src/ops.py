@@ -1,7 +1,9 @@
 """The handful of array operations each backend provides (numpy, torch, jax).
 
-Estimators are written once against this shim; adding a backend means writing one more class here.
-Every op works on the last axis of a 2-D ``[G, N]`` array unless it says otherwise.
+Estimators are written once against this shim; adding a backend means writing one more subclass of
+the abstract :class:`Ops` here (and one more entry of ``_BACKENDS``). Every op works on the last axis
+of a 2-D ``[G, N]`` array unless it says otherwise. Backend-specific code lives here only: arrays move
+to the host through :func:`to_host` (:meth:`Ops.to_host`) and back through :meth:`Ops.asarray`.
 """
 
 from __future__ import annotations
