@@ -21,7 +21,7 @@ from rankgrad._src import types as T
 from rankgrad._src import weights as W
 from rankgrad._src.errors import InputTypeError
 from rankgrad._src.layout import Grouped, bucketed, to_groups
-from rankgrad._src.objectives import Objective, ObjectiveLike, as_objective, best_of_k
+from rankgrad._src.objectives import Objective, ObjectiveLike, as_objective, best_of_k, parse
 from rankgrad._src.ops import Ops, get_ops
 from rankgrad._src.types import ArrayLike
 
@@ -120,10 +120,21 @@ _ALIASES: Mapping[str, str] = MappingProxyType({
     "passk_analytic": "chen_passk",
     "midrank": "gopo",
 })
-# Names that are objectives, not estimators: an ``estimator=`` that says one gets the fix.
-_OBJECTIVE_NAMES: Mapping[str, str] = MappingProxyType({
+# Objective names with an estimator of their own meaning: an ``estimator=`` that says one gets it.
+_OBJECTIVE_HINTS: Mapping[str, str] = MappingProxyType({
     "rank": "the rank (midrank CDF) advantage is estimator='gopo' (or 'midrank')",
 })
+
+
+def _names_an_objective(key: str) -> bool:
+    """Whether ``key`` is the name of an objective preset (bare, or with a parameter and K)."""
+    for spec in (key, f"{key}@2", f"{key}:0.5@2", f"{key}:1@2"):
+        try:
+            parse(spec)
+        except ValueError:
+            continue
+        return True
+    return False
 
 
 def estimator_names() -> str:
@@ -155,10 +166,9 @@ def estimator_info(name: str) -> EstimatorInfo:
     key = _ALIASES.get(key, key)
     if key in ESTIMATORS:
         return ESTIMATORS[key]
-    if key in _OBJECTIVE_NAMES:
-        raise ValueError(
-            f"estimator: {name!r} names an objective, not an estimator; {_OBJECTIVE_NAMES[key]}."
-        )
+    if key in _OBJECTIVE_HINTS or _names_an_objective(key):
+        fix = _OBJECTIVE_HINTS.get(key, f"pass it as the objective; the estimators are {estimator_names()}")
+        raise ValueError(f"estimator: {name!r} names an objective, not an estimator; {fix}.")
     raise ValueError(f"estimator: unknown {name!r}; expected one of {estimator_names()}.")
 
 

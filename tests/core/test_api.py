@@ -88,6 +88,12 @@ def test_rank_is_an_objective_not_an_estimator():
     assert rankgrad.estimator_info("midrank").name == "gopo"
 
 
+@pytest.mark.parametrize("name", ["mean", "max", "Median", "cvar", "max@4", "cvar:0.25@8"])
+def test_an_objective_given_as_estimator_says_so(name):
+    with pytest.raises(ValueError, match=r"^estimator: .* names an objective, not an estimator; pass it as"):
+        rankgrad.advantages(np.arange(6.0), "mean", estimator=name)
+
+
 def test_no_estimator_name_is_an_objective():
     """No estimator name or alias parses as an objective (bare, with @K, or with a parameter), so a
     name never means two things."""
