@@ -166,7 +166,7 @@ def estimator_info(name: str) -> EstimatorInfo:
     key = _ALIASES.get(key, key)
     if key in ESTIMATORS:
         return ESTIMATORS[key]
-    if key in _OBJECTIVE_HINTS or _names_an_objective(key):
+    if key in _OBJECTIVE_HINTS or _names_an_objective(name.strip()) or _names_an_objective(key):
         fix = _OBJECTIVE_HINTS.get(key, f"pass it as the objective; the estimators are {estimator_names()}")
         raise ValueError(f"estimator: {name!r} names an objective, not an estimator; {fix}.")
     raise ValueError(f"estimator: unknown {name!r}; expected one of {estimator_names()}.")
