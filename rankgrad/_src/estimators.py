@@ -505,6 +505,10 @@ def value(
     return _value(rewards, objective, group_ids=group_ids, mask=mask)
 
 
+# Flat input (``group_ids``) with groups of very different sizes runs bucket by bucket, so memory stays
+# O(B) whatever the mix (``layout.bucketed``); dense input and near-uniform batches are one call.
+# ``value`` and ``order_statistics`` reach the bucketing through ``_value``.
+@functools.partial(bucketed, per="group")
 def _value(
     rewards: Array, objective: ObjectiveLike, *, group_ids: Any, mask: Any, offset: float = 0.0
 ) -> Array:
@@ -548,6 +552,7 @@ def _tie_average(g: Grouped, s: _Sorted, p: Array) -> Array:
     return total / (end - start + 1)
 
 
+@functools.partial(bucketed, per="sample")
 def include_one(
     rewards: ArrayLike,
     objective: ObjectiveLike,
@@ -567,6 +572,7 @@ def include_one(
     return _finish(g, s, _q_sorted(g, s, obj, info.total), sc)
 
 
+@functools.partial(bucketed, per="sample")
 def leave_one_out(
     rewards: ArrayLike,
     objective: ObjectiveLike,
@@ -625,6 +631,7 @@ def order_statistics(
 
 
 # ----------------------------------------------------------- public: advantages
+@functools.partial(bucketed, per="sample")
 def advantages(
     rewards: ArrayLike,
     objective: ObjectiveLike,
@@ -817,6 +824,7 @@ def group_std(
     return _group_std(rewards, "mean", group_ids=group_ids, mask=mask)
 
 
+@functools.partial(bucketed, per="sample")
 def _group_std(rewards: Array, objective: ObjectiveLike, *, group_ids: Any, mask: Any) -> Array:
     g, _, info = _prepare(rewards, objective, group_ids, mask, detach=True)
     g, sc = _scaling(g, info.m, 4.0)
@@ -936,11 +944,3 @@ _ADVANTAGE_FNS: dict[str, Callable[[Grouped, Objective, float, _Info], Array]] =
 }
 assert set(_ADVANTAGE_FNS) == set(ESTIMATORS) and set(_ALIASES.values()) <= set(ESTIMATORS)
 
-# Flat input (``group_ids``) with groups of very different sizes runs bucket by bucket, so memory stays
-# O(B) whatever the mix (``layout.bucketed``); dense input and near-uniform batches are one call.
-# ``value`` and ``order_statistics`` reach the bucketing through ``_value``.
-advantages = bucketed(advantages, "sample")
-include_one = bucketed(include_one, "sample")
-leave_one_out = bucketed(leave_one_out, "sample")
-_group_std = bucketed(_group_std, "sample")
-_value = bucketed(_value, "group")
