@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any
 
 import rankgrad
-from rankgrad.objectives import MAX_K
+from rankgrad.objectives import MAX_K, preset_terms
 
 # Exit codes of every command.
 EXIT_OK = 0
@@ -61,6 +61,12 @@ def objective_k(spec: str, k: int | None) -> int:
     K can be checked against the data or a limit first. Same rules as :func:`objective_arg`; a spec
     this cannot read is left to the library's parser (through :func:`objective_arg`)."""
     text = spec.strip()
+    try:
+        terms = preset_terms(text)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    if len(terms) > 1 or "*" in text or text.startswith("-"):  # a mixture: K is its largest term's K
+        return max(objective_k(term, k) for term in terms)
     if "@" not in text:
         if k is not None:
             return k
