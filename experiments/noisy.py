@@ -70,8 +70,8 @@ from typing import Any
 import numpy as np
 
 import rankgrad
+from rankgrad._src.exact import softmax
 from rankgrad.experiments import _common
-from rankgrad.experiments._common import softmax
 
 NAME = "noisy"
 ARMS = ("naive", "corrected", "oracle", "mean")

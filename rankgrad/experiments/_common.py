@@ -188,12 +188,6 @@ def legend_below(fig: Any, handles: list[Any], labels: list[str], ncol: int, y: 
                       frameon=False, fontsize=LEGEND_FONT)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis (numpy, max-shifted)."""
-    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
-
-
 def fmt_spread(mean: float, se: float, n: int, digits: int = 3) -> str:
     """``"m ± se"`` over ``n`` seeds; the number alone when ``n == 1`` (one seed has no spread: say so in the
     table's heading, e.g. with :func:`seeds_text`)."""

@@ -74,8 +74,8 @@ import numpy as np
 from gymnasium import spaces
 
 import rankgrad
+from rankgrad._src.exact import softmax
 from rankgrad.experiments import _common
-from rankgrad.experiments._common import softmax
 
 NAME = "risk"
 

@@ -77,7 +77,7 @@ def group_advantages(
 
     With the defaults this is exactly ``rankgrad.advantages(scores, objective, group_ids=uids)``:
     a_i = q_i − v_i within each uid's group, and the unbiased gradient of J_K is
-    (K/N_g)·Σ_{i∈g} a_i ∇log p(y_i) per group g (see the README's "Scaling the loss").
+    (K/N_g)·Σ_{i∈g} a_i ∇log p(y_i) per group g (see docs/guides/loss-scaling.md).
 
     Args:
       scores: ``[B]`` rewards (numpy, torch CPU/CUDA or jax). NaN marks an unscorable rollout.

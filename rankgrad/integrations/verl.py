@@ -156,7 +156,8 @@ class VerlOptions:
         value}`` or an int (:func:`rankgrad.schedules.from_config`); like ``k``, appended or filling
         ``{k}``. Held here as a :class:`rankgrad.schedules.Schedule`.
       mix_objective: optional second objective (may use ``{k}``), blended in with ``mix_weight``:
-        (1 − λ)·objective + λ·mix_objective, same K (:func:`rankgrad.schedules.mixture`).
+        (1 − λ)·objective + λ·mix_objective, of any K (the smaller K is lifted to the larger;
+        :func:`rankgrad.schedules.mixture`).
       mix_weight: λ in [0, 1]: a number or a weight schedule mapping; required with ``mix_objective``.
       estimator: advantage estimator name (``rankgrad.ESTIMATORS``), default ``"ordergrad"``.
       unscorable: ``"error"`` (default) or ``"zero"``: NaN/inf scores leave their group, advantage 0.
