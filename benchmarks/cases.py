@@ -222,7 +222,7 @@ def _small_row(
             recompiles=recompiles,
         )
         row["targets"] = _small_targets(backend, g, n, warm.median_ms, row["ratio"], recompiles)
-    except Exception as exc:  # noqa: BLE001 - recorded in the report
+    except Exception as exc:
         return _error_row(row, exc, backend)
     return row
 
@@ -261,7 +261,7 @@ def _huge_row(
             row["targets"] = _targets(
                 ("prep+call <= 2 s", cold_ms <= 2000), ("<= 200 MB", peak is not None and peak <= 200)
             )
-    except Exception as exc:  # noqa: BLE001 - recorded in the report
+    except Exception as exc:
         return _error_row(row, exc, backend)
     return row
 
@@ -357,7 +357,7 @@ def _ragged_row(backend: Backend, r: _Ragged, ref: np.ndarray, cfg: Config) -> d
             **_check(out_flat, ref, "naive f64"),
         )
         row["targets"] = _targets(("flat <= 2x padded", row["ratio"] <= 2))
-    except Exception as exc:  # noqa: BLE001 - recorded in the report
+    except Exception as exc:
         return _error_row(row, exc, backend)
     return row
 
@@ -393,7 +393,7 @@ def _cache_row(backend: Backend, y32: np.ndarray, obj: str, cfg: Config) -> dict
             ratio=cold.median_ms / warm.median_ms,
             sort_ms=_sorted_ms(backend, x, cfg),
         )
-    except Exception as exc:  # noqa: BLE001 - recorded in the report
+    except Exception as exc:
         return _error_row(row, exc, backend)
     return row
 
@@ -452,7 +452,7 @@ def _mixed_row(
             **_check(_f64_output(backend, fn, flat.astype(np.float64)), ref, "naive f64"),
         )
         row["targets"] = _targets((f"<= {MIXED_TARGET_MB} MB", peak is not None and peak <= MIXED_TARGET_MB))
-    except Exception as exc:  # noqa: BLE001 - recorded in the report
+    except Exception as exc:
         return _error_row(row, exc, backend)
     return row
 
@@ -533,7 +533,7 @@ def _flat_uids_row(
                                  flat.astype(np.float64)), ref, "naive f64"),
         )
         row["targets"] = _targets((f"<= {FLAT_TARGET:g}x", ratio <= FLAT_TARGET))
-    except Exception as exc:  # noqa: BLE001 - recorded in the report
+    except Exception as exc:
         return _error_row(row, exc, backend)
     finally:
         if threads is not None:

@@ -260,7 +260,7 @@ def fingerprint_of(path: str) -> Fingerprint | None:
 @contextlib.contextmanager
 def _open_binary(spec: FileSpec, prints: list[Fingerprint]) -> Iterator[tuple[IO[bytes], _Reader]]:
     """The file's bytes (gunzipped if ``spec.gz``); on a clean exit its fingerprint goes to ``prints``."""
-    raw = _Reader(open(spec.path, "rb"))  # noqa: SIM115 - closed below
+    raw = _Reader(open(spec.path, "rb"))
     buf: IO[bytes] = io.BufferedReader(raw, _BLOCK)
     try:
         yield (gzip.GzipFile(fileobj=buf, mode="rb") if spec.gz else buf), raw

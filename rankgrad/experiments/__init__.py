@@ -1,4 +1,5 @@
-"""The studies that ``rankgrad demo`` builds on (risk, bestofk, passk_study, demo); each writes a PNG and a JSON.
+"""The studies that ``rankgrad demo`` builds on (risk, bestofk, passk_study, demo); each writes a PNG and
+a JSON.
 
 Run one with ``python -m rankgrad.experiments.<name> [--quick] [--seed S] [--out DIR]`` (risk and bestofk
 also take ``--replot RESULTS.json``, which redraws a stored run's PNG from its JSON). The research studies

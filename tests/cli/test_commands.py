@@ -341,7 +341,7 @@ def test_check_fails_when_a_claim_is_false(capsys: pytest.CaptureFixture,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     # pretend GRPO claimed RLOO's unbiasedness and scale: the self-test must catch it
     fake = dataclasses.replace(rankgrad.ESTIMATORS["grpo"], unbiased=True, gradient_scale=lambda n, k: 1 / n)
-    monkeypatch.setitem(rankgrad.ESTIMATORS, "grpo", fake)
+    monkeypatch.setitem(rankgrad._src.estimators._REGISTRY, "grpo", fake)
     rc, rep = _check(capsys, "-O", "mean", "--n", "4", "--samples", "6000", "--estimators", "grpo,rloo")
     assert rc == 1 and rep["failed"] == ["grpo"]
     res = {r["estimator"]: r for r in rep["results"]}

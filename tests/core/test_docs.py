@@ -219,7 +219,7 @@ def _python_blocks(text: str, marked_only: bool) -> list[str]:
 
 def _run(code: str, where: str) -> dict:
     namespace: dict = {"__name__": "__docs_test__"}
-    exec(compile(code, where, "exec"), namespace)  # noqa: S102 - the documented snippet itself
+    exec(compile(code, where, "exec"), namespace)
     return namespace
 
 

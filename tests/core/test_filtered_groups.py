@@ -30,7 +30,7 @@ def _softmax(t: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-def _expected_update(keep_prob) -> np.ndarray:  # noqa: ANN001
+def _expected_update(keep_prob) -> np.ndarray:
     """E[Σ_i (K/N') a_i ∇θ log p(x_i)] over every draw of N arms and every keep mask, where sample i is
     kept with probability keep_prob(reward of i); groups with N' < K + 1 give 0 (small_groups="zero")."""
     p = _softmax(THETA)

@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
 
-from experiments import accuracy, pathwise, variance  # noqa: E402
+from experiments import accuracy, pathwise, variance
 
 pytestmark = pytest.mark.slow  # runs an experiment; skipped by the inner loop `pytest -m "not slow"`
 

@@ -282,7 +282,7 @@ def test_a_name_taken_by_another_estimator_is_refused():
     (("rankgrad_bad", "max@4"), {"small_group": "zero"}, r"unknown option\(s\) \['small_group'\]"),
     (("rankgrad_bad", "max@4"), {"small_groups": "skip"}, r"small_groups: expected 'error' or 'zero'"),
     (("rankgrad_bad", "max@4"), {"std_normalize": 1}, r"std_normalize: expected True or False"),
-    (("rankgrad_bad", "max@4"), {"estimator": "ppo"}, r"estimator: unknown name 'ppo'"),
+    (("rankgrad_bad", "max@4"), {"estimator": "ppo"}, r"estimator: unknown 'ppo'"),
     (("rankgrad_bad", "max@4"), {"eps": -1}, r"eps: expected a finite number >= 0"),
     (("rankgrad_bad", "max@4"), {"noise": 0.1}, r"noise: expected \(rho0, rho1\)"),
     (("rankgrad_bad", "max@4"), {"noise": (0.6, 0.5)}, r"noise"),

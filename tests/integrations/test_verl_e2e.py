@@ -20,13 +20,13 @@ import pytest
 
 pytest.importorskip("verl")
 
-import torch  # noqa: E402
+import torch
 
-import rankgrad  # noqa: E402
+import rankgrad
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from verl_e2e import build, launch  # noqa: E402
-from verl_e2e.hf_rollout import state_digest  # noqa: E402
+from verl_e2e import build, launch
+from verl_e2e.hf_rollout import state_digest
 
 STEPS = 2
 TIMEOUT_S = 480
