@@ -369,8 +369,9 @@ class Config:
     @classmethod
     def demo(cls, task: str = "add3") -> Config:
         """What ``rankgrad demo`` runs: two seeds, GRPO / RLOO / max@4, one learning rate and temperature."""
-        return cls(task=task, arms=("grpo", "rloo", "max@4"), lrs=(1e-3,), temperatures=(1.0,),
-                   seeds=(10, 11))
+        return cls(
+            task=task, arms=("grpo", "rloo", "max@4"), lrs=(1e-3,), temperatures=(1.0,), seeds=(10, 11)
+        )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -625,10 +626,30 @@ def _pool(config: Config):
     )
 
 
-def _map(pool, fn, args_list: list[tuple]) -> list:
-    if pool is None:
-        return [fn(*a) for a in args_list]
-    return list(pool.map(fn, *zip(*args_list, strict=True)))
+def _map(pool, fn, args_list: list[tuple], desc: str, progress: bool) -> list:
+    """``fn(*args)`` for each args (in the pool when there is one), in order; a line per finished job."""
+    t0 = time.perf_counter()
+    results = (
+        map(fn, *zip(*args_list, strict=True))
+        if pool is None
+        else pool.map(fn, *zip(*args_list, strict=True))
+    )
+    out = []
+    for i, r in enumerate(results, 1):
+        out.append(r)
+        if progress:
+            print(f"{desc}: {i}/{len(args_list)} seeds done ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return out
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (the pool's workers)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return float("nan")
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -687,7 +708,7 @@ def decide(c: dict[str, Any]) -> str:
 
 def run(config: Config, out_dir: str = _common.DEFAULT_OUT, progress: bool = True) -> dict[str, Any]:
     """Both phases over the seeds, selection on validation, test, statistics, plot and JSON."""
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_seconds()
     task = make_task(config.task, config.n_val, config.n_test, config.n_generate, config.data_seed)
     t_task = time.perf_counter() - t0
     K = config.K
@@ -697,7 +718,13 @@ def run(config: Config, out_dir: str = _common.DEFAULT_OUT, progress: bool = Tru
     if with_pool is None:
         _job_init(config.threads)
     try:
-        phase1 = _map(with_pool, _train_seed, [(config, task, s) for s in config.seeds])
+        phase1 = _map(
+            with_pool,
+            _train_seed,
+            [(config, task, s) for s in config.seeds],
+            f"{config.task} training",
+            progress,
+        )
         t1 = time.perf_counter()
         # selection on validation: per arm, the (lr, temperature) with the best mean val pass@K over seeds
         lr_keys = [f"{lr:g}" for lr in config.lrs]
@@ -725,7 +752,7 @@ def run(config: Config, out_dir: str = _common.DEFAULT_OUT, progress: bool = Tru
             }
             states["warm start"] = (p["warm_state"], 1.0)
             jobs.append((config, task, p["seed"], states))
-        phase2 = _map(with_pool, _test_seed, jobs)
+        phase2 = _map(with_pool, _test_seed, jobs, f"{config.task} test", progress)
     finally:
         if with_pool is not None:
             with_pool.shutdown()
@@ -808,6 +835,7 @@ def run(config: Config, out_dir: str = _common.DEFAULT_OUT, progress: bool = Tru
         },
     }
     results["runtime_s"] = time.perf_counter() - t0
+    results["timing"]["cpu_s"] = _cpu_seconds() - cpu0  # all processes of the run (user + system)
     results["verdict"] = _verdict(results)
     fig = _plot(results)
     stem = f"passk_{_slug(config.task)}"
