@@ -918,7 +918,11 @@ def _plot(r: dict[str, Any]):
     ax.set_yticks(range(len(rows)), [f"{arm} {m}" for arm, m, _ in rows], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel(f"paired difference vs best-tuned baseline ({r['best_baseline']}), 95% CI over seeds")
-    ax.set_title(r["primary"]["decision"], fontsize=9)
+    ax.set_title(
+        f"primary (max@4 − {r['best_baseline']}, pass@4): {r['primary']['decision']}; "
+        "green/red: interval excludes 0",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig
@@ -948,6 +952,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the protocol's)")
     p.add_argument("--steps", type=int, default=None, help="RL steps per run")
     p.add_argument("--demo", action="store_true", help="the reduced setting of `rankgrad demo`")
+    p.add_argument("--replot", action="store_true", help="redraw the PNG of the stored run in --out")
     args = p.parse_args(argv)
     setting = Config.quick if args.quick else Config.demo if args.demo else Config
     config = setting(args.task)
@@ -961,6 +966,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         config.seeds = tuple(args.seeds)
     if args.steps is not None:
         config.rl_steps = args.steps
+    if args.replot:  # redraw the figure of a stored run (no training)
+        import json
+        import pathlib
+
+        path = pathlib.Path(args.out) / f"passk_{_slug(config.task)}.json"
+        if not path.exists():
+            raise SystemExit(f"--replot: no stored run at {path}; run the study first or give --out")
+        stored = json.loads(path.read_text())
+        fig = _plot(stored)
+        fig.savefig(path.with_suffix(".png"), dpi=120, bbox_inches="tight")
+        print(f"redrew {path.with_suffix('.png')}")
+        return stored
     results = run(config, args.out, progress=not args.no_progress)
     _print(results)
     return results
