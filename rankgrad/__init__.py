@@ -31,8 +31,7 @@ from rankgrad._src.estimators import (
     value,
 )
 from rankgrad._src.objectives import Objective, parse
-
-__version__ = "0.1.0"
+from rankgrad._version import __version__
 
 __all__ = [
     "ESTIMATORS",

@@ -44,6 +44,7 @@ import numpy as np
 from rankgrad._src.errors import InputTypeError
 from rankgrad._src.objectives import Objective, ObjectiveLike, as_objective, rank
 from rankgrad._src.ops import Ops, get_ops, is_host
+from rankgrad._src.types import ArrayLike
 
 Array = Any
 
@@ -193,7 +194,7 @@ def _h_terms(ops: Ops, obj: Objective, r2: Array, rs: Array, gap: Array, f: Arra
     return h * gap[:, None, :]
 
 
-def value(r: Any, p: Any, objective: ObjectiveLike) -> Array:
+def value(r: ArrayLike, p: ArrayLike, objective: ObjectiveLike) -> Array:
     """Exact J_K = E[Σ_j w_j R_(j:K)] for K i.i.d. draws from arms (r, p).
 
     Args:
@@ -223,7 +224,7 @@ def _value(ops: Ops, obj: Objective, rs: Array, gap: Array, f: Array, u: Array) 
     return rs[:, -1] * obj.total_weight - ops.sum(g_fn(ops, f, u) * gap)
 
 
-def include_one(r: Any, p: Any, objective: ObjectiveLike) -> Array:
+def include_one(r: ArrayLike, p: ArrayLike, objective: ObjectiveLike) -> Array:
     """Exact include-one values q̄_b = E[L-statistic of K draws | one of them is arm b], ``[..., M]``."""
     obj = as_objective(objective)
     ops, r2, p2, shape = _prepare(r, p)
@@ -235,7 +236,7 @@ def _include_one(ops: Ops, obj: Objective, r2: Array, p2: Array) -> Array:
     return rs[:, -1:] * obj.total_weight - ops.sum(_h_terms(ops, obj, r2, rs, gap, f, u))
 
 
-def advantages(r: Any, p: Any, objective: ObjectiveLike) -> Array:
+def advantages(r: ArrayLike, p: ArrayLike, objective: ObjectiveLike) -> Array:
     """Exact advantages ā_b = q̄_b − J_K per arm, ``[..., M]``.
 
     Σ_b p_b ā_b = 0 and ∇J_K = K · Σ_b p_b ā_b ∇log p_b (the expectation that the batch LR
@@ -249,7 +250,7 @@ def advantages(r: Any, p: Any, objective: ObjectiveLike) -> Array:
     return ops.sum(g_terms - _h_terms(ops, obj, r2, rs, gap, f, u)).reshape(shape)
 
 
-def order_statistics(r: Any, p: Any, k: int) -> Array:
+def order_statistics(r: ArrayLike, p: ArrayLike, k: int) -> Array:
     """Exact E[R_(j:K)] for the K order statistics, **top-first** (entry 0 is E[max]): ``[..., K]``."""
     cols = [value(r, p, rank(j, k)) for j in range(1, k + 1)]
     return get_ops(cols[0]).stack(cols)

@@ -27,6 +27,7 @@ from rankgrad._src.estimators import value
 from rankgrad._src.layout import group_codes, host_mask
 from rankgrad._src.objectives import Objective, as_objective, best_of_k, worst_of_k
 from rankgrad._src.ops import to_host
+from rankgrad._src.types import ArrayLike
 
 __all__ = [
     "AdvantageStats",
@@ -261,7 +262,11 @@ def _max_at_k(b: _Batch, ks: tuple[int, ...] | None, extreme: Any = best_of_k) -
 
 
 def max_at_k(
-    rewards: Any, ks: Iterable[int] | int | None = None, *, group_ids: Any = None, mask: Any = None
+    rewards: ArrayLike,
+    ks: Iterable[int] | int | None = None,
+    *,
+    group_ids: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
 ) -> MaxAtK:
     """Unbiased max@k per group and averaged over groups, for several k at once.
 
@@ -300,7 +305,11 @@ def max_at_k(
 
 
 def min_at_k(
-    rewards: Any, ks: Iterable[int] | int | None = None, *, group_ids: Any = None, mask: Any = None
+    rewards: ArrayLike,
+    ks: Iterable[int] | int | None = None,
+    *,
+    group_ids: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
 ) -> MaxAtK:
     """:func:`max_at_k` for the worst of k: the unbiased min@k (``"min@k"``) per group and averaged.
 
@@ -314,7 +323,11 @@ def min_at_k(
 
 
 def pass_at_k(
-    rewards: Any, ks: Iterable[int] | int | None = None, *, group_ids: Any = None, mask: Any = None
+    rewards: ArrayLike,
+    ks: Iterable[int] | int | None = None,
+    *,
+    group_ids: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
 ) -> MaxAtK:
     """:func:`max_at_k` for pass/fail rewards, checked: every valid reward must be 0 or 1.
 
@@ -410,7 +423,11 @@ def _advantages(adv: Any, b: _Batch, samples: np.ndarray) -> tuple[np.ndarray, f
 
 
 def advantage_stats(
-    adv: Any, rewards: Any = None, *, group_ids: Any = None, mask: Any = None
+    adv: ArrayLike,
+    rewards: ArrayLike | None = None,
+    *,
+    group_ids: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
 ) -> AdvantageStats:
     """Fractions of zero advantages and of constant groups, in one batch.
 
@@ -448,13 +465,13 @@ def advantage_stats(
 
 # ---------------------------------------------------------------------------- training dict
 def training_metrics(
-    scores: Any,
-    uids: Any,
+    scores: ArrayLike,
+    uids: ArrayLike,
     objective: str | Objective,
-    adv: Any,
+    adv: ArrayLike,
     *,
     ks: Iterable[int] | None = None,
-    mask: Any = None,
+    mask: ArrayLike | None = None,
     noise: tuple[float | None, float] | None = None,
     prefix: str = "rankgrad/",
 ) -> dict[str, float]:

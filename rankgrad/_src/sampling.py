@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from rankgrad._src.objectives import ObjectiveLike, as_objective
+from rankgrad._src.types import ArrayLike
 from rankgrad._src.weights import binomial_pmf
 
 __all__ = ["prompt_scores", "PromptSampler", "SCORES"]
@@ -39,7 +40,7 @@ def _objective_slope(p: np.ndarray, objective: ObjectiveLike) -> np.ndarray:
 
 
 def prompt_scores(
-    p: Any, score: str = "gradient", *, objective: ObjectiveLike = "max@4", group_size: int = 16
+    p: ArrayLike, score: str = "gradient", *, objective: ObjectiveLike = "max@4", group_size: int = 16
 ) -> np.ndarray:
     """Sampling scores for prompts with pass rates ``p`` (array in [0, 1]).
 

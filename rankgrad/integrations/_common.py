@@ -23,6 +23,7 @@ from rankgrad._src.estimators import _check_eps, estimator_info, group_std
 from rankgrad._src.estimators import advantages as _advantages
 from rankgrad._src.layout import GroupCodes, backend_mask, check_real, group_codes, host_mask
 from rankgrad._src.objectives import Objective, parse
+from rankgrad._src.types import ArrayLike
 
 Array = Any
 
@@ -59,8 +60,8 @@ def _is_half(dtype: Any) -> bool:
 
 
 def group_advantages(
-    scores: Array,
-    uids: Any,
+    scores: ArrayLike,
+    uids: ArrayLike,
     objective: str | Objective,
     *,
     estimator: str = "ordergrad",
@@ -70,7 +71,7 @@ def group_advantages(
     loss_scale: bool = False,
     eps: float = 1e-6,
     noise: tuple[float | None, float] | None = None,
-    mask: Any = None,
+    mask: ArrayLike | None = None,
     trajectory_ids: Any = None,
 ) -> Array:
     """Per-rollout advantages from flat scores and prompt ids.
