@@ -147,3 +147,19 @@ def test_quick_run_pipeline_invariants(tmp_path) -> None:
         for s in range(len(config.seeds)):
             vals = [row[f"pass@{k}"]["per_seed"][s] for k in config.ks]
             assert all(b >= a - 1e-12 for a, b in zip(vals, vals[1:], strict=False))
+
+
+def test_default_setting_is_the_registered_protocol() -> None:
+    """The default Config is what docs/protocols/passk-study.md registers (seeds never used before)."""
+    from pathlib import Path
+
+    c = ps.Config()
+    protocol = (Path(__file__).resolve().parents[2] / "docs" / "protocols" / "passk-study.md").read_text()
+    assert len(c.seeds) >= 8 and not set(c.seeds) & {0, 1, 2}  # bestofk used 0, 1, 2
+    assert ", ".join(map(str, c.seeds)) in protocol
+    assert set(c.arms) == set(ps.ARMS) and c.K == 4
+    assert c.lrs == (3e-4, 1e-3) and "{3e-4, 1e-3}" in protocol
+    assert c.temperatures == (0.7, 1.0, 1.3) and "{0.7, 1.0, 1.3}" in protocol
+    assert c.ks == (1, 2, 4, 8, 16) and c.eval_samples == 32 and c.val_samples == 16
+    assert (c.rl_steps, c.prompts_per_step, c.samples_per_prompt) == (40, 16, 8)
+    assert f"RL: {c.rl_steps} steps" in protocol and f"P = {c.prompts_per_step}" in protocol
