@@ -368,9 +368,10 @@ class Config:
 
     @classmethod
     def demo(cls, task: str = "add3") -> Config:
-        """What ``rankgrad demo`` runs: two seeds, GRPO / RLOO / max@4, one learning rate and temperature."""
+        """What ``rankgrad demo`` runs: two seeds, GRPO / RLOO / max@4 at the learning rate and temperature
+        the full study chose for every arm on add3 (3e-4, 0.7; at 1e-3 every arm collapses)."""
         return cls(
-            task=task, arms=("grpo", "rloo", "max@4"), lrs=(1e-3,), temperatures=(1.0,), seeds=(10, 11)
+            task=task, arms=("grpo", "rloo", "max@4"), lrs=(3e-4,), temperatures=(0.7,), seeds=(10, 11)
         )
 
 
