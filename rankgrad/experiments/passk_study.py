@@ -33,7 +33,10 @@ per-token entropy of the policy (temperature 1) along its sampled completions; t
 distinct correct completions per problem. Learning rate and sampling temperature are chosen per arm
 on the validation split (mean validation pass@K over seeds), then the test split is evaluated once.
 
-Run ``python -m rankgrad.experiments.passk_study --task add3|rg:NAME [--quick] [--workers W]``.
+Run ``python -m rankgrad.experiments.passk_study --task add3|rg:NAME [--quick | --demo] [--workers W]
+[--threads T] [--out DIR]``; ``--replot`` redraws the PNG of a stored run. The default run of each
+task takes 3–7 minutes on 2 CPU cores (two worker processes over seeds, one torch thread each).
+``rg:`` tasks need the ``reasoning-gym`` package.
 """
 
 from __future__ import annotations
