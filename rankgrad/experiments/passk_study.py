@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 import rankgrad
+from rankgrad._src.types import ArrayLike
 from rankgrad.experiments import _common, bestofk
 
 NAME = "passk_study"
@@ -431,7 +432,7 @@ def _decode_all(tok: CharTokenizer, gen) -> list[str]:
     return [tok.decode(row) for row in gen.tolist()]
 
 
-def pass_at_k_table(correct: np.ndarray, n: int, ks: Sequence[int]) -> dict[str, np.ndarray]:
+def pass_at_k_table(correct: ArrayLike, n: int, ks: Sequence[int]) -> dict[str, np.ndarray]:
     """Per-problem unbiased pass@k, ``rankgrad.value`` of max@k on the 0/1 outcomes (c ones of n)."""
     outcomes = (np.arange(n) < np.asarray(correct)[:, None]).astype(float)
     return {f"pass@{k}": np.asarray(rankgrad.value(outcomes, f"max@{k}"), dtype=float) for k in ks}
