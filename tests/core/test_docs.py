@@ -163,6 +163,12 @@ def test_readme_links_point_into_the_docs_and_exist():
 
 # Every number in the README's prose (outside code blocks) and the JSON value it states.
 README_NUMBERS: dict[str, tuple[str, str]] = {
+    "+0.040": ("passk_rg_countdown.primary.result.diff", "+.3f"),
+    "+0.014": ("passk_rg_countdown.primary.result.ci95[0]", "+.3f"),
+    "+0.065": ("passk_rg_countdown.primary.result.ci95[1]", "+.3f"),
+    "−0.039": ('passk_rg_countdown.comparisons["max@4"]["pass@1"].diff', "+.3f"),
+    "+0.007": ("passk_add3.primary.result.diff", "+.3f"),
+    "+0.004": ("passk_rg_chain_sum.primary.result.diff", "+.3f"),
     "0.826": ('bestofk.table["max@4"]["pass@4"].mean', ".3f"),
     "0.802": ('bestofk.table.rloo["pass@4"].mean', ".3f"),
     "+0.024": ('bestofk.comparisons.tuned["pass@4"].rloo.diff', "+.3f"),
@@ -198,6 +204,21 @@ def test_readme_numbers_come_from_the_json():
     listed = set(README_NUMBERS)
     assert found <= listed, f"numbers in README.md without a JSON source: {found - listed}"
     assert listed <= found, f"listed but no longer in README.md: {listed - found}"
+
+
+def test_readme_passk_verdicts_match_the_json():
+    """The README's words on the pre-registered study: max@4 wins on countdown only, and the other two
+    intervals include 0."""
+    sources = render.load_sources(ROOT)
+    text = README.read_text(encoding="utf-8")
+    assert "max@4 wins only on countdown" in text
+    tasks = ("add3", "rg_chain_sum", "rg_countdown")
+    decisions = {t: sources[f"passk_{t}"]["primary"]["decision"] for t in tasks}
+    assert decisions == {"add3": "no difference shown", "rg_chain_sum": "no difference shown",
+                         "rg_countdown": "max@4 wins"}
+    for t in ("add3", "rg_chain_sum"):
+        lo, hi = sources[f"passk_{t}"]["primary"]["result"]["ci95"]
+        assert lo < 0 < hi
 
 
 def test_readme_keeps_the_two_commands():
