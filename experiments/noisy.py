@@ -476,11 +476,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)  # torch only handles 3-parameter problems here: more threads only add overhead
-    args = _common.parser(__doc__.splitlines()[0], replot=True).parse_args(argv)
-    if args.replot:
-        return {"png": _common.replot(args.replot, plot, NAME)}
-    cfg = Config.quick(args.seed) if args.quick else Config(seed=args.seed)
-    return run(cfg, args.out, progress=not args.no_progress)
+    return _common.run_command_line(argv, doc=__doc__, name=NAME, config=Config, run=run, plot=plot)
 
 
 if __name__ == "__main__":

@@ -498,11 +498,7 @@ def plot(results: dict[str, Any]) -> Any:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command line: ``python -m experiments.variance [--quick] [--seed S] [--out DIR]``, or
     ``--replot variance.json`` (redraws variance.png from the stored numbers; returns ``{"png": path}``)."""
-    args = _common.parser(__doc__.splitlines()[0], replot=True).parse_args(argv)
-    if args.replot:
-        return {"png": _common.replot(args.replot, plot, NAME)}
-    cfg = Config.quick(args.seed) if args.quick else Config(seed=args.seed)
-    return run(cfg, args.out, progress=not args.no_progress)
+    return _common.run_command_line(argv, doc=__doc__, name=NAME, config=Config, run=run, plot=plot)
 
 
 if __name__ == "__main__":

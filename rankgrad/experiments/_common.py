@@ -132,6 +132,25 @@ def write_outputs(out_dir: str | os.PathLike, name: str, results: dict[str, Any]
     return results
 
 
+def run_command_line(
+    argv: list[str] | None,
+    *,
+    doc: str,
+    name: str,
+    config: Any,
+    run: Callable[..., dict[str, Any]],
+    plot: Callable[[dict[str, Any]], Any],
+) -> dict[str, Any]:
+    """The ``main`` of an experiment with the common options: ``--replot RESULTS.json`` redraws a stored
+    run (returns ``{"png": path}``); otherwise ``run(config.quick(seed) if --quick else config(seed=seed),
+    out, progress=...)``. ``doc``'s first line is the command's description."""
+    args = parser(doc.splitlines()[0], replot=True).parse_args(argv)
+    if args.replot:
+        return {"png": replot(args.replot, plot, name)}
+    cfg = config.quick(args.seed) if args.quick else config(seed=args.seed)
+    return run(cfg, args.out, progress=not args.no_progress)
+
+
 def replot(path: str | os.PathLike, plot: Callable[[dict[str, Any]], Any], name: str | None = None) -> str:
     """Redraw a stored run: ``plot(json.load(path))`` saved as ``<path without .json>.png``.
 
