@@ -34,7 +34,10 @@ distinct correct completions per problem. Learning rate and sampling temperature
 on the validation split (mean validation pass@K over seeds), then the test split is evaluated once.
 
 Run ``python -m rankgrad.experiments.passk_study --task add3|rg:NAME [--quick | --demo] [--workers W]
-[--threads T] [--out DIR]``; ``--replot`` redraws the PNG of a stored run. The default run of each
+[--threads T] [--lrs 1e-4,3e-4,1e-3] [--tag NAME] [--out DIR]``; ``--replot`` redraws the PNG of a stored
+run. ``--lrs`` replaces the learning-rate grid (the protocol's is 3e-4,1e-3) and ``--tag`` suffixes the
+output names (``--tag lowlr`` writes ``passk_rg_countdown_lowlr.json``), so that a run outside the
+protocol never overwrites a pre-registered result. The default run of each
 task takes 3–7 minutes on 2 CPU cores (two worker processes over seeds, one torch thread each).
 ``rg:`` tasks need the ``reasoning-gym`` package.
 """
@@ -711,8 +714,13 @@ def decide(c: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
-def run(config: Config, out_dir: str = _common.DEFAULT_OUT, progress: bool = True) -> dict[str, Any]:
-    """Both phases over the seeds, selection on validation, test, statistics, plot and JSON."""
+def run(
+    config: Config, out_dir: str = _common.DEFAULT_OUT, progress: bool = True, tag: str | None = None
+) -> dict[str, Any]:
+    """Both phases over the seeds, selection on validation, test, statistics, plot and JSON.
+
+    The files are ``passk_<task>.json`` / ``.png``, or ``passk_<task>_<tag>.*`` with a ``tag``."""
+    stem = output_stem(config.task, tag)
     t0, cpu0 = time.perf_counter(), _cpu_seconds()
     task = make_task(config.task, config.n_val, config.n_test, config.n_generate, config.data_seed)
     t_task = time.perf_counter() - t0
@@ -842,13 +850,48 @@ def run(config: Config, out_dir: str = _common.DEFAULT_OUT, progress: bool = Tru
     results["runtime_s"] = time.perf_counter() - t0
     results["timing"]["cpu_s"] = _cpu_seconds() - cpu0  # all processes of the run (user + system)
     results["verdict"] = _verdict(results)
+    if tag:
+        results["tag"] = tag
     fig = _plot(results)
-    stem = f"passk_{_slug(config.task)}"
     return _common.write_outputs(out_dir, stem, results, fig)
 
 
 def _slug(task: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", task.lower()).strip("_")
+
+
+def parse_lrs(text: str) -> tuple[float, ...]:
+    """The ``--lrs`` option: comma-separated learning rates, e.g. ``"1e-4,3e-4,1e-3"`` → (1e-4, 3e-4, 1e-3).
+
+    Each must be a positive finite number, and no two may print the same (results are keyed by
+    ``f"{lr:g}"``); raises ValueError naming ``--lrs`` otherwise."""
+    parts = [t.strip() for t in str(text).split(",")]
+    if not parts or any(not t for t in parts):
+        raise ValueError(f"--lrs: {text!r} has an empty entry; give comma-separated rates, e.g. 1e-4,3e-4")
+    lrs = []
+    for t in parts:
+        try:
+            lr = float(t)
+        except ValueError:
+            msg = f"--lrs: {t!r} is not a number; give comma-separated rates, e.g. 1e-4,3e-4"
+            raise ValueError(msg) from None
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"--lrs: {t!r} is not a positive finite learning rate; use e.g. 1e-4")
+        lrs.append(lr)
+    keys = [f"{lr:g}" for lr in lrs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"--lrs: {text!r} repeats a rate; give each learning rate once")
+    return tuple(lrs)
+
+
+def output_stem(task: str, tag: str | None = None) -> str:
+    """``passk_<task slug>`` or, with a ``tag`` (letters, digits, ``_``, ``-``), ``passk_<slug>_<tag>``."""
+    stem = f"passk_{_slug(task)}"
+    if tag is None or tag == "":
+        return stem
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", tag):
+        raise ValueError(f"--tag: {tag!r} must be letters, digits, '_' or '-' (part of a file name)")
+    return f"{stem}_{tag}"
 
 
 def _loadavg() -> list[float] | None:
@@ -957,8 +1000,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the protocol's)")
     p.add_argument("--steps", type=int, default=None, help="RL steps per run")
     p.add_argument("--demo", action="store_true", help="the reduced setting of `rankgrad demo`")
+    p.add_argument(
+        "--lrs", default=None, help="learning-rate grid, comma-separated (default: the protocol's, 3e-4,1e-3)"
+    )
+    p.add_argument(
+        "--tag", default=None, help="suffix of the output names: passk_<task>_<tag>.json (default: none)"
+    )
     p.add_argument("--replot", action="store_true", help="redraw the PNG of the stored run in --out")
     args = p.parse_args(argv)
+    try:
+        lrs = parse_lrs(args.lrs) if args.lrs is not None else None
+        stem = output_stem(args.task, args.tag)
+    except ValueError as e:
+        p.error(str(e))
     setting = Config.quick if args.quick else Config.demo if args.demo else Config
     config = setting(args.task)
     if args.seed:  # --seed S shifts every seed of the setting by S
@@ -971,11 +1025,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         config.seeds = tuple(args.seeds)
     if args.steps is not None:
         config.rl_steps = args.steps
+    if lrs is not None:
+        config.lrs = lrs
     if args.replot:  # redraw the figure of a stored run (no training)
         import json
         import pathlib
 
-        path = pathlib.Path(args.out) / f"passk_{_slug(config.task)}.json"
+        path = pathlib.Path(args.out) / f"{stem}.json"
         if not path.exists():
             raise SystemExit(f"--replot: no stored run at {path}; run the study first or give --out")
         stored = json.loads(path.read_text())
@@ -983,7 +1039,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         fig.savefig(path.with_suffix(".png"), dpi=120, bbox_inches="tight")
         print(f"redrew {path.with_suffix('.png')}")
         return stored
-    results = run(config, args.out, progress=not args.no_progress)
+    results = run(config, args.out, progress=not args.no_progress, tag=args.tag)
     _print(results)
     return results
 
