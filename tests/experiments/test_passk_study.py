@@ -163,3 +163,58 @@ def test_default_setting_is_the_registered_protocol() -> None:
     assert c.ks == (1, 2, 4, 8, 16) and c.eval_samples == 32 and c.val_samples == 16
     assert (c.rl_steps, c.prompts_per_step, c.samples_per_prompt) == (40, 16, 8)
     assert f"RL: {c.rl_steps} steps" in protocol and f"P = {c.prompts_per_step}" in protocol
+
+
+def test_lrs_option_parses_and_validates() -> None:
+    assert ps.parse_lrs("1e-4,3e-4,1e-3") == (1e-4, 3e-4, 1e-3)
+    assert ps.parse_lrs(" 0.0001 , 0.0003 ") == (1e-4, 3e-4)
+    for bad, why in [("0", "positive"), ("-1e-4", "positive"), ("inf", "finite"), ("nan", "finite"),
+                     ("1e-4,,3e-4", "empty"), ("", "empty"), ("1e-4,fast", "not a number"),
+                     ("3e-4,0.0003", "repeats")]:
+        with pytest.raises(ValueError, match=f"--lrs.*{why}"):
+            ps.parse_lrs(bad)
+
+
+def test_tag_option_names_the_outputs() -> None:
+    assert ps.output_stem("rg:countdown") == "passk_rg_countdown"  # the protocol's names, unchanged
+    assert ps.output_stem("rg:countdown", "lowlr") == "passk_rg_countdown_lowlr"
+    assert ps.output_stem("add3", "lowlr") == "passk_add3_lowlr"
+    for bad in ("a/b", "../x", "low lr", "_x"):
+        with pytest.raises(ValueError, match="--tag"):
+            ps.output_stem("add3", bad)
+
+
+def test_main_passes_lrs_and_tag_and_keeps_the_defaults(monkeypatch, tmp_path, capsys) -> None:
+    seen: list[tuple] = []
+    monkeypatch.setattr(ps, "run", lambda config, out, progress=True, tag=None: seen.append((config, tag)))
+    monkeypatch.setattr(ps, "_print", lambda r: None)
+    ps.main(["--task", "rg:countdown", "--lrs", "1e-4,3e-4,1e-3", "--tag", "lowlr", "--out", str(tmp_path)])
+    ps.main(["--task", "add3", "--out", str(tmp_path)])
+    (c1, t1), (c2, t2) = seen
+    assert c1.lrs == (1e-4, 3e-4, 1e-3) and t1 == "lowlr" and c1.task == "rg:countdown"
+    assert dataclasses_without(c1, "lrs", "task") == dataclasses_without(ps.Config(), "lrs", "task")
+    assert c2.lrs == (3e-4, 1e-3) and t2 is None and c2 == ps.Config()
+    for argv, name in [(["--lrs", "0,1e-3"], "--lrs"), (["--lrs", "1e-3", "--tag", "x/y"], "--tag")]:
+        with pytest.raises(SystemExit):
+            ps.main([*argv, "--out", str(tmp_path)])
+        assert name in capsys.readouterr().err
+    assert len(seen) == 2  # bad options stop before any run
+
+
+def dataclasses_without(config: ps.Config, *names: str) -> dict:
+    import dataclasses
+
+    d = dataclasses.asdict(config)
+    for n in names:
+        d.pop(n)
+    return d
+
+
+def test_replot_reads_the_tagged_run(tmp_path) -> None:
+    from pathlib import Path
+
+    stored = Path(__file__).resolve().parents[2] / "docs" / "results" / "passk_add3.json"
+    (tmp_path / "passk_add3_lowlr.json").write_text(stored.read_text())
+    ps.main(["--task", "add3", "--replot", "--tag", "lowlr", "--out", str(tmp_path)])
+    assert (tmp_path / "passk_add3_lowlr.png").stat().st_size > 0
+    assert not (tmp_path / "passk_add3.png").exists()
