@@ -141,6 +141,21 @@ def test_jax_grad_of_jitted_masked_value_then_eager(monkeypatch):
 
 
 # ---------------------------------------------------------- 2. thread safety
+
+def _race(work, threads: int = 8) -> None:
+    """Run ``work(t)`` for t = 0..threads−1 on that many threads at once, switching threads as often as
+    possible so that races show up."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+        for th in pool:
+            th.start()
+        for th in pool:
+            th.join()
+    finally:
+        sys.setswitchinterval(old)
+
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_table_cache_hits_and_evictions_race_free(monkeypatch, backend):
     """8 threads, 3 tables, room for 2: hits and evictions interleave. The cache's dict yields the GIL
@@ -169,16 +184,7 @@ def test_table_cache_hits_and_evictions_race_free(monkeypatch, backend):
         except Exception as e:
             errors.append(e)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-    finally:
-        sys.setswitchinterval(old)
+    _race(work)
     assert not errors and not wrong, (errors[:3], wrong[:3])
     assert len(ops._tables.data) <= 2
 
@@ -216,16 +222,7 @@ def test_threads_evicting_caches_match_single_threaded(monkeypatch, backend):
         except Exception as e:
             errors.append(e)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up
-    try:
-        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-    finally:
-        sys.setswitchinterval(old)
+    _race(work)
     assert not errors, errors[:3]
     for i, outs in results.items():
         spec, y, m = cases[i]
