@@ -156,6 +156,7 @@ def _race(work, threads: int = 8) -> None:
     finally:
         sys.setswitchinterval(old)
 
+
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_table_cache_hits_and_evictions_race_free(monkeypatch, backend):
     """8 threads, 3 tables, room for 2: hits and evictions interleave. The cache's dict yields the GIL
