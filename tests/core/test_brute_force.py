@@ -3,48 +3,66 @@ for every preset and random weights, with and without ties."""
 
 from __future__ import annotations
 
+import dataclasses
+import types
 import zlib
 
 import numpy as np
 import pytest
 
 import rankgrad
+from rankgrad import objectives as O
 from tests import brute
 from tests.backends import to_backend, to_numpy
+from tests.objective_cases import merged, missing_names, preset_specs, skipped_presets
 
-PRESETS = (
-    "mean",
-    "mean@{k}",
-    "max@{k}",
-    "pass@{k}",
-    "min@{k}",
-    "median@{k}",
-    "rank:2@{k}",
-    "top:2@{k}",
-    "bottom:2@{k}",
+KS = (3, 4)
+# Hand-picked parameters beside the registry's examples (tests/objective_cases.py), for every K in KS.
+HAND_PICKED = (
     "upper:0.5@{k}",
-    "cvar:0.25@{k}",
     "cvar:0.5@{k}",
     "quantile:0.3@{k}",
-    "var:0.9@{k}",
-    "trim:1@{k}",
-    "winsor:1@{k}",
     "hd:0.3@{k}",
-    "gini@{k}",
-    "lmoment:2@{k}",
     "lmoment:3@{k}",
 )
+SPECS = merged(*(preset_specs(k) + [t.format(k=k) for t in HAND_PICKED] for k in KS))
 
 
 def _cases():
     rng = np.random.default_rng(1234)
-    cases = []
-    for spec in PRESETS:
-        for k in (3, 4):
-            cases.append((spec.format(k=k), None))
+    cases = [(spec, None) for spec in SPECS]
     for k in (1, 2, 3, 5):
         cases.append((f"weights@{k}", rng.normal(size=k)))
     return cases
+
+
+def test_cases_cover_the_registry():
+    """Every preset name and alias is tested at every K in KS (none skipped for want of a parameter)."""
+    assert missing_names(SPECS) == []
+    for k in KS:
+        assert skipped_presets(k) == {}
+        assert missing_names([s for s in SPECS if s.endswith(f"@{k}")]) == []
+
+
+def test_preset_specs_keep_the_parameter_valid_at_small_k():
+    """Hand-derived from the ranges: trim/winsor need 2m < K, rank/top/bottom/lmoment need r, m <= K,
+    gini needs K >= 2; the example's parameter is kept where valid, else the nearest valid one."""
+    at2, at1 = preset_specs(2), preset_specs(1)
+    for spec in ("trim:0@2", "winsor:0@2", "rank:2@2", "top:2@2", "lmoment:2@2", "gini@2", "var:0.9@2"):
+        assert spec in at2
+    for spec in ("trim:0@1", "rank:1@1", "top:1@1", "bottom:1@1", "lmoment:1@1", "mean", "pass@1"):
+        assert spec in at1
+    assert skipped_presets(2) == {}
+    assert list(skipped_presets(1)) == ["gini"] and "K >= 2" in skipped_presets(1)["gini"]
+    assert missing_names(at1) == ["gini"]
+
+
+def test_a_preset_new_to_the_registry_is_reported(monkeypatch):
+    """A registry entry the cases do not spell is missing from them (and skipped if it cannot be built)."""
+    extra = dataclasses.replace(O.PRESETS["gini"], name="gini2", example="gini2@4")
+    monkeypatch.setattr(O, "PRESETS", types.MappingProxyType({**O.PRESETS, "gini2": extra}))
+    assert missing_names(SPECS) == ["gini2"]
+    assert list(skipped_presets(3)) == ["gini2"]  # the parser does not know it
 
 
 def _rewards(rng: np.random.Generator, n: int, ties: bool) -> np.ndarray:
