@@ -7,11 +7,27 @@ import pytest
 import torch
 
 import rankgrad
+from rankgrad import objectives as O
 from tests import brute
 from tests.backends import to_backend, to_numpy
+from tests.objective_cases import merged, missing_names, preset_specs, skipped_presets
 
-SPECS = ["mean", "max@3", "min@3", "median@3", "rank:2@4", "cvar:0.5@4", "upper:0.25@4",
-         "quantile:0.3@3", "trim:1@4", "winsor:1@4", "hd:0.7@3", "gini@3", "lmoment:3@4", "max@1"]
+K = 3
+# Every registry preset at K (tests/objective_cases.py), then hand-picked cases: other parameters and K,
+# and the edge max@1.
+HAND_PICKED = ["rank:2@4", "cvar:0.5@4", "upper:0.25@4", "quantile:0.3@3", "trim:1@4", "winsor:1@4",
+               "hd:0.7@3", "lmoment:3@4", "max@1"]
+SPECS = merged(preset_specs(K), HAND_PICKED)
+# The LR identity: every registry example (its own K), then fractional K and other hand-picked cases.
+GRADIENT_SPECS = merged([p.example for p in O.PRESETS.values()],
+                        ["max@4", "cvar:0.25@8", "median@5", "max@2.5", "min@0.7", "gini@4", "trim:2@7"])
+
+
+def test_cases_cover_the_registry():
+    """Every preset name and alias is in SPECS at K (none skipped), every preset in GRADIENT_SPECS."""
+    assert skipped_presets(K) == {}
+    assert missing_names([s for s in SPECS if s == "mean" or s.endswith(f"@{K}")]) == []
+    assert all(p.example in GRADIENT_SPECS for p in O.PRESETS.values())
 
 
 def _arms(seed: int, m: int = 4, ties: bool = False):
@@ -62,8 +78,7 @@ def test_order_statistics_exact(backend):
     assert got[0] >= got[1] >= got[2]
 
 
-@pytest.mark.parametrize("spec", ["max@4", "cvar:0.25@8", "median@5", "max@2.5", "min@0.7",
-                                  "gini@4", "trim:2@7"])
+@pytest.mark.parametrize("spec", GRADIENT_SPECS)
 def test_lr_gradient_identity_matches_autograd(spec):
     """∇J_K (autograd through exact.value) = K · Σ_b p_b ā_b ∇log p_b for a softmax policy."""
     rng = np.random.default_rng(11)
