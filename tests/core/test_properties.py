@@ -10,9 +10,19 @@ from hypothesis import strategies as st
 
 import rankgrad
 from tests.backends import to_backend, to_numpy
+from tests.objective_cases import merged, missing_names, preset_specs, skipped_presets
 
-SPECS = ["mean", "max@3", "min@2", "median@4", "cvar:0.3@5", "upper:0.5@4", "trim:1@5",
-         "quantile:0.7@3", "gini@3", "hd:0.5@4", "lmoment:3@3", "rank:2@4", "winsor:1@4"]
+K = 4
+# Every registry preset at K (tests/objective_cases.py), then hand-picked cases at other K and parameters.
+HAND_PICKED = ["max@3", "min@2", "cvar:0.3@5", "upper:0.5@4", "trim:1@5", "quantile:0.7@3", "gini@3",
+               "lmoment:3@3"]
+SPECS = merged(preset_specs(K), HAND_PICKED)
+
+
+def test_cases_cover_the_registry():
+    """Every preset name and alias is in SPECS at K (none skipped for want of a parameter)."""
+    assert skipped_presets(K) == {}
+    assert missing_names([s for s in SPECS if s.endswith(f"@{K}")]) == []
 
 
 @st.composite
