@@ -62,6 +62,8 @@ from typing import Any
 import numpy as np
 
 import rankgrad
+from rankgrad._src.estimators import _check_eps
+from rankgrad._src.noisy import parse_noise
 from rankgrad.integrations import group_advantages, token_advantages
 from rankgrad.integrations._check_case import check_case
 
@@ -170,21 +172,9 @@ def options(objective: str, **kwargs: Any) -> SkyRLOptions:
     if "estimator" in kwargs:  # aliases resolved; an unknown name lists every accepted one
         kwargs["estimator"] = rankgrad.estimator_info(kwargs["estimator"]).name
     if "eps" in kwargs:
-        eps = kwargs["eps"]
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < float("inf"):
-            raise ValueError(f"eps: expected a finite number >= 0, got {eps!r}.")
-        kwargs["eps"] = float(eps)
+        kwargs["eps"] = _check_eps(kwargs["eps"])
     if kwargs.get("noise") is not None:
-        noise = kwargs["noise"]
-        try:
-            if isinstance(noise, (str, bytes)) or len(noise) != 2:
-                raise TypeError
-            kwargs["noise"] = (None if noise[0] is None else float(noise[0]), float(noise[1]))
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"noise: expected (rho0, rho1) ((None, rho1): false-positive rate unknown, forward "
-                f"correction of the mean), got {noise!r}."
-            ) from None
+        kwargs["noise"] = parse_noise(kwargs["noise"])
     out = SkyRLOptions(objective=objective, **kwargs)
     k = rankgrad.parse(objective).k
     if k < 4096:  # one dry run on a group of K + 1 zeros: estimator/objective/noise combinations

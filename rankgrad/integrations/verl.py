@@ -99,6 +99,8 @@ import numpy as np
 
 import rankgrad
 from rankgrad import schedules
+from rankgrad._src.estimators import _check_eps
+from rankgrad._src.noisy import parse_noise
 from rankgrad.integrations import group_advantages, token_advantages
 from rankgrad.integrations._check_case import check_case
 from rankgrad.metrics import MaxAtK, max_at_k, min_at_k, training_metrics
@@ -340,17 +342,19 @@ def options_from_config(config: Any) -> VerlOptions:
         if key in raw and raw[key] not in allowed:
             raise ValueError(f"{_where(key)}: expected one of {list(allowed)}, got {raw[key]!r}.")
     if "eps" in raw:
-        if isinstance(raw["eps"], bool) or not isinstance(raw["eps"], (int, float)) or raw["eps"] < 0:
-            raise ValueError(f"{_where('eps')}: expected a non-negative number, got {raw['eps']!r}.")
-        raw["eps"] = float(raw["eps"])
+        try:
+            raw["eps"] = _check_eps(raw["eps"])
+        except ValueError as err:
+            raise ValueError(f"{_where('eps')}: {str(err).removeprefix('eps: ')}") from None
     if raw.get("noise") is not None:
         noise = raw["noise"]
-        if not isinstance(noise, (list, tuple)) or len(noise) != 2:
+        try:
+            raw["noise"] = parse_noise(tuple(noise) if isinstance(noise, list) else noise)
+        except ValueError as err:
             raise ValueError(
-                f"{_where('noise')}: expected [rho0, rho1] ([null, rho1]: false-positive rate unknown, "
-                f"forward correction of the mean), got {noise!r}."
-            )
-        raw["noise"] = (None if noise[0] is None else float(noise[0]), float(noise[1]))
+                f"{_where('noise')}: {str(err).removeprefix('noise: ')} In the config: [rho0, rho1], or "
+                "[null, rho1] when the false-positive rate is unknown (forward correction of the mean)."
+            ) from None
     if raw.get("metric_ks") is not None:
         ks = raw["metric_ks"]
         ok = isinstance(ks, (list, tuple)) and ks and all(
