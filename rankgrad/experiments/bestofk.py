@@ -274,40 +274,55 @@ def build_model(vocab: int, max_len: int, d_model: int, n_layers: int, n_heads: 
     return Decoder()
 
 
-def generate(model, prompts, max_new: int, temperature: float = 1.0, chunk: int = 2048):
-    """Sample ``[B, max_new]`` completions (KV cache); after the first end token all are end tokens."""
+def generate(
+    model, prompts, max_new: int, temperature: float = 1.0, chunk: int | None = 2048, *, eos: int = EOS,
+    with_entropy: bool = False,
+):
+    """Sample ``[B, max_new]`` completions (KV cache); after the first end token ``eos`` all are end
+    tokens. ``chunk`` rows at a time (``None``: the whole batch at once; the chunking decides the order
+    in which random numbers are drawn, so it is part of a run's setting). ``temperature=0`` is greedy.
+
+    With ``with_entropy`` also returns the mean per-token entropy (nats) of the untempered policy over
+    the generated tokens up to and including each completion's end token."""
     torch = _torch()
     outs = []
+    ent_sum, ent_n = 0.0, 0
+    step = prompts.shape[0] if chunk is None else chunk
     with torch.inference_mode():
-        for s in range(0, prompts.shape[0], chunk):
-            logits, cache = model(prompts[s : s + chunk], return_cache=True)
+        for s in range(0, prompts.shape[0], step):
+            logits, cache = model(prompts[s : s + step], return_cache=True)
             done = torch.zeros(logits.shape[0], dtype=torch.bool, device=prompts.device)
-            gen = torch.full((logits.shape[0], max_new), EOS, dtype=prompts.dtype, device=prompts.device)
+            gen = torch.full((logits.shape[0], max_new), eos, dtype=prompts.dtype, device=prompts.device)
             for j in range(max_new):
                 last = logits[:, -1].float()
+                if with_entropy:
+                    logp = torch.log_softmax(last, -1)
+                    h = -(logp.exp() * logp).sum(-1)
+                    ent_sum += float(h[~done].sum())
+                    ent_n += int((~done).sum())
                 if temperature > 0:
                     nxt = torch.multinomial(torch.softmax(last / temperature, dim=-1), 1).squeeze(1)
                 else:
                     nxt = last.argmax(-1)
-                nxt = torch.where(done, torch.full_like(nxt, EOS), nxt)
-                done = done | (nxt == EOS)
+                nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
+                done = done | (nxt == eos)
                 gen[:, j] = nxt
                 if j == max_new - 1 or bool(done.all()):
                     break
                 logits, cache = model(nxt[:, None], past=cache, return_cache=True)
             outs.append(gen)
-    return torch.cat(outs)
+    out = torch.cat(outs)
+    return (out, ent_sum / max(ent_n, 1)) if with_entropy else out
 
 
-def completion_logprob(model, prompts, completions):
-    """Σ log p of each completion's tokens up to and including its first end token: ``[B]``."""
+def completion_logprob(model, prompts, completions, eos: int = EOS):
+    """Σ log p of each completion's tokens up to and including its first end token ``eos``: ``[B]``."""
     torch = _torch()
     seq = torch.cat([prompts, completions], dim=1)
     logits = model(seq[:, :-1])[:, prompts.shape[1] - 1 :].float()
     lp = torch.log_softmax(logits, dim=-1).gather(-1, completions[..., None]).squeeze(-1)
-    is_eos = completions == EOS
-    # keep positions up to and including the first end token
-    keep = (torch.cumsum(is_eos.long(), dim=1) - is_eos.long()) == 0
+    is_eos = (completions == eos).long()
+    keep = (torch.cumsum(is_eos, dim=1) - is_eos) == 0  # up to and including the first end token
     return (lp * keep).sum(dim=1)
 
 

@@ -393,44 +393,6 @@ def _torch():
     return torch
 
 
-def generate(model, prompts, max_new: int, eos: int, temperature: float, with_entropy: bool = False):
-    """Sample ``[B, max_new]`` ids (KV cache; end tokens after the first). With ``with_entropy`` also the
-    mean per-token entropy (nats) of the untempered policy over the generated tokens through the end."""
-    torch = _torch()
-    with torch.no_grad():
-        logits, cache = model(prompts, return_cache=True)
-        b = prompts.shape[0]
-        done = torch.zeros(b, dtype=torch.bool)
-        gen = torch.full((b, max_new), eos, dtype=prompts.dtype)
-        ent_sum, ent_n = 0.0, 0
-        for j in range(max_new):
-            last = logits[:, -1].float()
-            if with_entropy:
-                logp = torch.log_softmax(last, -1)
-                h = -(logp.exp() * logp).sum(-1)
-                ent_sum += float(h[~done].sum())
-                ent_n += int((~done).sum())
-            nxt = torch.multinomial(torch.softmax(last / temperature, dim=-1), 1).squeeze(1)
-            nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
-            done = done | (nxt == eos)
-            gen[:, j] = nxt
-            if j == max_new - 1 or bool(done.all()):
-                break
-            logits, cache = model(nxt[:, None], past=cache, return_cache=True)
-    return (gen, ent_sum / max(ent_n, 1)) if with_entropy else gen
-
-
-def completion_logprob(model, prompts, completions, eos: int):
-    """Σ log p of each completion's tokens through its first end token: ``[B]``."""
-    torch = _torch()
-    seq = torch.cat([prompts, completions], dim=1)
-    logits = model(seq[:, :-1])[:, prompts.shape[1] - 1 :].float()
-    lp = torch.log_softmax(logits, dim=-1).gather(-1, completions[..., None]).squeeze(-1)
-    is_eos = (completions == eos).long()
-    keep = (torch.cumsum(is_eos, dim=1) - is_eos) == 0
-    return (lp * keep).sum(dim=1)
-
-
 def _decode_all(tok: CharTokenizer, gen) -> list[str]:
     return [tok.decode(row) for row in gen.tolist()]
 
@@ -455,8 +417,8 @@ def evaluate(
     prompts = torch.as_tensor(task.prompt_ids(problems)).repeat_interleave(n, 0)
     was = model.training
     model.eval()
-    gen, entropy = generate(
-        model, prompts, task.max_new, task.tokenizer.eos_id, temperature, with_entropy=True
+    gen, entropy = bestofk.generate(
+        model, prompts, task.max_new, temperature, chunk=None, eos=task.tokenizer.eos_id, with_entropy=True
     )
     model.train(was)
     texts = _decode_all(task.tokenizer, gen)
@@ -543,7 +505,7 @@ def rl_arm(
         probs = [task.train[i] for i in idx]
         prompts = torch.as_tensor(task.prompt_ids(probs)).repeat_interleave(N, 0)
         model.eval()
-        gen = generate(model, prompts, task.max_new, tok.eos_id, 1.0)
+        gen = bestofk.generate(model, prompts, task.max_new, 1.0, chunk=None, eos=tok.eos_id)
         model.train()
         texts = _decode_all(tok, gen)
         complete = (gen == tok.eos_id).any(dim=1).tolist()
@@ -553,7 +515,7 @@ def rl_arm(
         ]
         rewards = torch.tensor(r, dtype=torch.float32).view(P, N)
         adv = rankgrad.advantages(rewards, objective, estimator=estimator)
-        logp = completion_logprob(model, prompts, gen, tok.eos_id).view(P, N)
+        logp = bestofk.completion_logprob(model, prompts, gen, tok.eos_id).view(P, N)
         loss = -(scale * adv * logp).sum(dim=1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
