@@ -152,8 +152,8 @@ def exact_gradient(b: Bandit, theta: np.ndarray, obj: rankgrad.Objective) -> tup
     th = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
     pi_t = torch.softmax(th, 0)
     p_t = pi_t[torch.as_tensor(b.atoms_arm)] * torch.as_tensor(b.atoms_w)
-    rankgrad.exact.value(torch.as_tensor(b.atoms_r), p_t, obj).backward()
-    auto = th.grad.numpy().copy()
+    (grad,) = torch.autograd.grad(rankgrad.exact.value(torch.as_tensor(b.atoms_r), p_t, obj), th)
+    auto = grad.numpy().copy()
     how = "torch autograd of rankgrad.exact.value through softmax"
     return auto, how, float(np.abs(auto - analytic).max())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -51,14 +52,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _weights(spec: str, k: int) -> list[float] | str:
     try:
-        return rankgrad.parse(spec).weights.tolist()
+        weights = rankgrad.parse(spec).weights
     except ValueError as err:
         return f"(not defined at K = {k}: {str(err).splitlines()[0]})"
+    return "(no rank weights: fractional K)" if weights is None else weights.tolist()
 
 
 def run_objectives(args: argparse.Namespace) -> int:
     k = args.k
-    rows = []
+    rows: list[dict[str, Any]] = []  # one JSON object per preset
     for p in PRESETS.values():
         example = p.example_at(k)
         rows.append({"form": p.form, "aliases": list(p.aliases), "meaning": p.help, "example": example,
@@ -95,9 +97,9 @@ def run_estimators(args: argparse.Namespace) -> int:
     head = f"scale@N={n},K={k}"
     print(f"{'estimator':<11} {'unbiased':<8} {'centred':<7} {head:>16}  objectives / summary")
     for r in rows:
-        scale = "-" if r["scale"] is None else f"{r['scale']:.4g}"
+        shown = "-" if r["scale"] is None else f"{r['scale']:.4g}"
         print(f"{r['name']:<11} {'yes' if r['unbiased'] else 'no':<8} {'yes' if r['centred'] else 'no':<7} "
-              f"{scale:>16}  [{r['objectives']}]")
+              f"{shown:>16}  [{r['objectives']}]")
         print(f"{'':<46}{r['summary']}")
     sys.stdout.flush()
     return EXIT_OK

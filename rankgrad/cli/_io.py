@@ -212,7 +212,7 @@ class Fingerprint:
 class _Reader(io.RawIOBase):
     """A raw reader that counts and hashes the bytes read from the file."""
 
-    def __init__(self, f: IO[bytes]) -> None:
+    def __init__(self, f: io.BufferedIOBase) -> None:
         self._f = f
         self.count = 0
         self._hash = hashlib.blake2b(digest_size=16)
@@ -258,10 +258,11 @@ def fingerprint_of(path: str) -> Fingerprint | None:
 
 
 @contextlib.contextmanager
-def _open_binary(spec: FileSpec, prints: list[Fingerprint]) -> Iterator[tuple[IO[bytes], _Reader]]:
+def _open_binary(spec: FileSpec, prints: list[Fingerprint]
+                 ) -> Iterator[tuple[io.BufferedReader[_Reader] | gzip.GzipFile, _Reader]]:
     """The file's bytes (gunzipped if ``spec.gz``); on a clean exit its fingerprint goes to ``prints``."""
     raw = _Reader(open(spec.path, "rb"))
-    buf: IO[bytes] = io.BufferedReader(raw, _BLOCK)
+    buf = io.BufferedReader(raw, _BLOCK)
     try:
         yield (gzip.GzipFile(fileobj=buf, mode="rb") if spec.gz else buf), raw
         prints.append(raw.fingerprint())
@@ -292,7 +293,7 @@ def _open_parquet(spec: FileSpec, prints: list[Fingerprint]) -> Iterator[Any]:
         prints.append(fp)
 
 
-def _jsonl_lines(f: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+def _jsonl_lines(f: io.BufferedIOBase) -> Iterator[tuple[int, bytes]]:
     """(1-based line number, line) of a JSONL byte stream; a UTF-8 BOM at the start is skipped."""
     lineno = 0
     for raw in f:

@@ -230,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
         sampler = _sampler(len(scan.labels), obj, args)
         sampler.update(scan.codes, scan.rewards)
         rates = sampler.pass_rates
-        table = {
+        table: dict[str, Any] = {
             "prompt": scan.labels,
             "rollouts": sampler.trials.astype(np.int64),
             "successes": sampler.successes,

@@ -76,7 +76,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def compute(obj: rankgrad.Objective, n: int, estimator: str) -> dict[str, Any]:
-    """The numbers behind every output format (all per-rank lists top-first)."""
+    """The numbers behind every output format (all per-rank lists top-first).
+
+    Raises:
+      ValueError: a fractional-K objective (it has no rank weights).
+    """
+    if obj.weights is None:
+        raise ValueError(f"--objective: {obj.name!r} has fractional K; the rank weights need an integer K.")
     rewards = np.arange(n - 1, -1, -1) / (n - 1)  # 1, ..., 0 top-first: rank 1 is the best sample
     info = rankgrad.ESTIMATORS[estimator]
     adv = rankgrad.advantages(rewards, obj, estimator=estimator)

@@ -55,9 +55,9 @@ def check_case(
             f"rankgrad self-check: {label}: expected equal float32 advantages and returns of shape {(b, t)}, "
             f"got {tuple(adv.shape)} {adv.dtype} and {tuple(ret.shape)} {ret.dtype}."
         )
-    err = float((adv - want).abs().max())
-    if not err <= 1e-6:
+    off = float((adv - want).abs().max())
+    if not off <= 1e-6:
         raise RuntimeError(
-            f"rankgrad self-check: {label}: max@4 advantages off by {err:.3g} from the closed form."
+            f"rankgrad self-check: {label}: max@4 advantages off by {off:.3g} from the closed form."
         )
-    return err
+    return off

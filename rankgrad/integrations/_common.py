@@ -14,6 +14,7 @@ small for K) and, when asked explicitly, applies GRPO's std normalisation.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import numpy as np
@@ -163,10 +164,11 @@ def group_advantages(
         if m_shape != (b,):
             raise ValueError(f"mask: expected shape [{b}] like scores, got {m_shape}.")
         valid &= host_mask(mask, (b,), "mask")
-    options = dict(obj=obj, estimator=estimator, unscorable=unscorable, small_groups=small_groups,
-                   std_normalize=std_normalize, loss_scale=loss_scale, eps=eps, noise=noise)
+    grouped = functools.partial(_grouped, obj=obj, estimator=estimator, unscorable=unscorable,
+                                small_groups=small_groups, std_normalize=std_normalize,
+                                loss_scale=loss_scale, eps=eps, noise=noise)
     if trajectory_ids is None:
-        adv = _grouped(ops, work, host, groups, valid, lambda i: repr(_label_at(uids, i)), **options)
+        adv = grouped(ops, work, host, groups, valid, lambda i: repr(_label_at(uids, i)))
         return ops.cast(adv, caller_dtype) if half else adv
 
     t_shape = _shape_of(trajectory_ids, "trajectory_ids")
@@ -179,9 +181,9 @@ def group_advantages(
         _check_finite(host, valid)
     rep, t_groups, t_valid = _trajectories(host, groups, traj, valid, uids, trajectory_ids)
     t_work = ops.take_first(work, rep)
-    adv_t = _grouped(ops, t_work, host[rep], t_groups, t_valid,
-                     lambda j: f"{_label_at(uids, int(rep[j]))!r} (trajectory "
-                               f"{_label_at(trajectory_ids, int(rep[j]))!r})", **options)
+    adv_t = grouped(ops, t_work, host[rep], t_groups, t_valid,
+                    lambda j: f"{_label_at(uids, int(rep[j]))!r} (trajectory "
+                              f"{_label_at(trajectory_ids, int(rep[j]))!r})")
     adv = ops.take_first(adv_t, traj.codes)
     if not valid.all():
         adv = ops.where(ops.asarray(valid, adv, cast=False), adv, ops.asarray(np.zeros(b), adv))
@@ -323,7 +325,8 @@ def _grouped(
                 f"loss_scale: estimator {info.name!r} is biased and has no gradient scale; pass "
                 "loss_scale=False, or an unbiased estimator such as 'ordergrad'."
             )
-        per_group = np.array([info.gradient_scale(int(n), obj.k) if n else 0.0 for n in counts])
+        k = int(obj.k)  # an integer: the advantages above reject fractional K
+        per_group = np.array([info.gradient_scale(int(n), k) if n else 0.0 for n in counts])
         factor *= np.where(valid, per_group[inverse], 0.0)
     if std_normalize:  # excluded entries (NaN, groups too small) are masked out, never read
         den = group_std(host.astype(np.float64), group_ids=groups, mask=valid) + eps
