@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from rankgrad._src import ops as ops_lib
+from rankgrad._src import types as T
 from rankgrad._src.estimators import _check_eps, estimator_info, group_std
 from rankgrad._src.estimators import advantages as _advantages
 from rankgrad._src.layout import GroupCodes, backend_mask, check_real, group_codes, host_mask
@@ -73,8 +74,8 @@ def group_advantages(
     eps: float = 1e-6,
     noise: tuple[float | None, float] | None = None,
     mask: ArrayLike | None = None,
-    trajectory_ids: Any = None,
-) -> Array:
+    trajectory_ids: ArrayLike | None = None,
+) -> T.Array:
     """Per-rollout advantages from flat scores and prompt ids.
 
     With the defaults this is exactly ``rankgrad.advantages(scores, objective, group_ids=uids)``:
@@ -336,7 +337,7 @@ def _grouped(
     return adv
 
 
-def token_advantages(adv: Array, response_mask: Array) -> Array:
+def token_advantages(adv: ArrayLike, response_mask: ArrayLike) -> T.Array:
     """Broadcast per-rollout advantages over response tokens: ``adv[:, None] * response_mask``.
 
     Args:
@@ -351,14 +352,14 @@ def token_advantages(adv: Array, response_mask: Array) -> Array:
       InputTypeError: a complex ``adv``, or a mask that is not boolean or numeric.
       ValueError: mismatched shapes, mask values other than 0 and 1.
     """
-    adv = _as_array(adv)
-    ops = _ops(adv)
-    check_real(ops, adv, "adv")
+    a = _as_array(adv)
+    ops = _ops(a)
+    check_real(ops, a, "adv")
     shape = _shape_of(response_mask, "response_mask")
-    if shape[:1] != tuple(adv.shape) or len(shape) != 2:
+    if shape[:1] != tuple(a.shape) or len(shape) != 2:
         raise ValueError(
-            f"response_mask: expected shape [B, T] with B = {tuple(adv.shape)[0] if adv.shape else '?'} "
+            f"response_mask: expected shape [B, T] with B = {tuple(a.shape)[0] if a.shape else '?'} "
             f"(one row per advantage), got {shape}."
         )
-    m = backend_mask(ops, response_mask, shape, adv, arg="response_mask")
-    return adv[:, None] * ops.cast(m, adv.dtype)
+    m = backend_mask(ops, response_mask, shape, a, arg="response_mask")
+    return a[:, None] * ops.cast(m, a.dtype)
