@@ -67,7 +67,8 @@ test-verl-e2e: .venv-verl/.ok
 test-skyrl: .venv-skyrl/.ok
 	.venv-skyrl/bin/python -m pytest -q $(wildcard tests/integrations/test_skyrl*.py) rankgrad/integrations/skyrl.py
 
-# Lint, type check (mypy on rankgrad/_src, configured in pyproject.toml), then the core suite.
+# Lint, type check (mypy on rankgrad/_src, the public modules, the CLI and the framework-free integration
+# glue; configured in pyproject.toml), then the core suite.
 test-core: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
