@@ -815,3 +815,11 @@ def test_sizes_beyond_the_limits_are_usage_errors(files, argv, capsys) -> None:
     assert main([str(src) if a == "IN" else str(out) if a == "OUT" else a for a in argv]) == 2
     _assert_clear(capsys.readouterr().err, "at most")
     assert time.perf_counter() - t0 < 5
+
+
+def test_weights_of_a_fractional_k_objective_is_a_clear_error():
+    """The weights table needs rank weights: a fractional-K objective (exact regime only) has none."""
+    from rankgrad.cli import _weights
+
+    with pytest.raises(ValueError, match="fractional"):
+        _weights.compute(rankgrad.parse("max@2.5"), 8, "ordergrad")
