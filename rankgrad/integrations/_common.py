@@ -15,6 +15,7 @@ small for K) and, when asked explicitly, applies GRPO's std normalisation.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -24,6 +25,7 @@ from rankgrad._src import types as T
 from rankgrad._src.estimators import _check_eps, estimator_info, group_std
 from rankgrad._src.estimators import advantages as _advantages
 from rankgrad._src.layout import GroupCodes, backend_mask, check_real, group_codes, host_mask
+from rankgrad._src.noisy import parse_noise
 from rankgrad._src.objectives import Objective, parse
 from rankgrad._src.types import ArrayLike
 
@@ -137,10 +139,8 @@ def group_advantages(
       array([ 6., -3.,  0., -3.,  2.,  2., -2., -2.])
     """
     obj = objective if isinstance(objective, Objective) else parse(objective)
-    if unscorable not in ("error", "zero"):
-        raise ValueError(f"unscorable: expected 'error' or 'zero', got {unscorable!r}.")
-    if small_groups not in ("error", "zero"):
-        raise ValueError(f"small_groups: expected 'error' or 'zero', got {small_groups!r}.")
+    _check_policy(unscorable, "unscorable")
+    _check_policy(small_groups, "small_groups")
     eps = _check_eps(eps)
     scores = _as_array(scores)
     ops = _ops(scores)
@@ -189,6 +189,53 @@ def group_advantages(
     if not valid.all():
         adv = ops.where(ops.asarray(valid, adv, cast=False), adv, ops.asarray(np.zeros(b), adv))
     return ops.cast(adv, caller_dtype) if half else adv
+
+
+def _check_policy(value: Any, name: str) -> None:
+    if value not in ("error", "zero"):
+        raise ValueError(f"{name}: expected 'error' or 'zero', got {value!r}.")
+
+
+def check_options(
+    opts: dict[str, Any],
+    where: Callable[[str], str] = str,
+    *,
+    booleans: str = "True or False",
+    noise_hint: str = "",
+) -> dict[str, Any]:
+    """Check and normalise, in place, the :func:`group_advantages` options present in ``opts``
+    (``estimator`` resolved to its registry name, ``unscorable``, ``small_groups``, ``std_normalize``,
+    ``loss_scale``, ``eps`` as a float, ``noise`` as checked rates), so that an adapter rejects a bad
+    configuration when it reads it rather than at the first step. Returns ``opts``.
+
+    Each error names the option as ``where(key)`` (an adapter's config path) and keeps its type
+    (``InputTypeError`` for wrong types); ``booleans`` spells true/false as the adapter's users write
+    them, and ``noise_hint`` is appended to a ``noise`` error.
+    """
+    for key in ("std_normalize", "loss_scale"):
+        if key in opts and not isinstance(opts[key], bool):
+            raise ValueError(f"{where(key)}: expected {booleans}, got {opts[key]!r}.")
+    for key in ("unscorable", "small_groups"):
+        if key in opts:
+            _check_policy(opts[key], where(key))
+    if "estimator" in opts:  # aliases resolved; an unknown name lists every accepted one
+        got = opts["estimator"]
+        try:
+            opts["estimator"] = estimator_info(got).name
+        except ValueError as err:
+            raise type(err)(f"{where('estimator')}={got!r}: {err}") from None
+    if "eps" in opts:
+        try:
+            opts["eps"] = _check_eps(opts["eps"])
+        except ValueError as err:
+            raise type(err)(f"{where('eps')}: {str(err).removeprefix('eps: ')}") from None
+    if opts.get("noise") is not None:
+        try:
+            opts["noise"] = parse_noise(opts["noise"])
+        except ValueError as err:
+            msg = f"{where('noise')}: {str(err).removeprefix('noise: ')}"
+            raise type(err)(f"{msg} {noise_hint}" if noise_hint else msg) from None
+    return opts
 
 
 def _check_finite(host: np.ndarray, valid: np.ndarray) -> None:

@@ -62,10 +62,9 @@ from typing import Any
 import numpy as np
 
 import rankgrad
-from rankgrad._src.estimators import _check_eps
-from rankgrad._src.noisy import parse_noise
 from rankgrad.integrations import group_advantages, token_advantages
 from rankgrad.integrations._check_case import check_case
+from rankgrad.integrations._common import check_options
 
 _MISSING = (
     "rankgrad.integrations.skyrl needs SkyRL and PyTorch, but {} is not installed: "
@@ -163,18 +162,7 @@ def options(objective: str, **kwargs: Any) -> SkyRLOptions:
         rankgrad.parse(objective)
     except ValueError as err:
         raise ValueError(f"objective={objective!r}: {err}") from err
-    for key in ("std_normalize", "loss_scale"):
-        if key in kwargs and not isinstance(kwargs[key], bool):
-            raise ValueError(f"{key}: expected True or False, got {kwargs[key]!r}.")
-    for key in ("unscorable", "small_groups"):
-        if key in kwargs and kwargs[key] not in ("error", "zero"):
-            raise ValueError(f"{key}: expected 'error' or 'zero', got {kwargs[key]!r}.")
-    if "estimator" in kwargs:  # aliases resolved; an unknown name lists every accepted one
-        kwargs["estimator"] = rankgrad.estimator_info(kwargs["estimator"]).name
-    if "eps" in kwargs:
-        kwargs["eps"] = _check_eps(kwargs["eps"])
-    if kwargs.get("noise") is not None:
-        kwargs["noise"] = parse_noise(kwargs["noise"])
+    check_options(kwargs)
     out = SkyRLOptions(objective=objective, **kwargs)
     k = rankgrad.parse(objective).k
     if k < 4096:  # one dry run on a group of K + 1 zeros: estimator/objective/noise combinations

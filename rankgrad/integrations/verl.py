@@ -99,10 +99,9 @@ import numpy as np
 
 import rankgrad
 from rankgrad import schedules
-from rankgrad._src.estimators import _check_eps
-from rankgrad._src.noisy import parse_noise
 from rankgrad.integrations import group_advantages, token_advantages
 from rankgrad.integrations._check_case import check_case
+from rankgrad.integrations._common import check_options
 from rankgrad.metrics import MaxAtK, max_at_k, min_at_k, training_metrics
 
 _MISSING = (
@@ -335,26 +334,13 @@ def options_from_config(config: Any) -> VerlOptions:
                                                       arg=_where("mix_weight"))
         except ValueError as err:
             raise ValueError(str(err)) from None
-    for key in ("std_normalize", "loss_scale", "metrics"):
-        if key in raw and not isinstance(raw[key], bool):
-            raise ValueError(f"{_where(key)}: expected true or false, got {raw[key]!r}.")
-    for key, allowed in (("unscorable", ("error", "zero")), ("small_groups", ("error", "zero"))):
-        if key in raw and raw[key] not in allowed:
-            raise ValueError(f"{_where(key)}: expected one of {list(allowed)}, got {raw[key]!r}.")
-    if "eps" in raw:
-        try:
-            raw["eps"] = _check_eps(raw["eps"])
-        except ValueError as err:
-            raise ValueError(f"{_where('eps')}: {str(err).removeprefix('eps: ')}") from None
-    if raw.get("noise") is not None:
-        noise = raw["noise"]
-        try:
-            raw["noise"] = parse_noise(tuple(noise) if isinstance(noise, list) else noise)
-        except ValueError as err:
-            raise ValueError(
-                f"{_where('noise')}: {str(err).removeprefix('noise: ')} In the config: [rho0, rho1], or "
-                "[null, rho1] when the false-positive rate is unknown (forward correction of the mean)."
-            ) from None
+    if "metrics" in raw and not isinstance(raw["metrics"], bool):
+        raise ValueError(f"{_where('metrics')}: expected true or false, got {raw['metrics']!r}.")
+    check_options(
+        raw, _where, booleans="true or false",
+        noise_hint="In the config: [rho0, rho1], or [null, rho1] when the false-positive rate is unknown "
+                   "(forward correction of the mean).",
+    )
     if raw.get("metric_ks") is not None:
         ks = raw["metric_ks"]
         ok = isinstance(ks, (list, tuple)) and ks and all(
@@ -362,14 +348,6 @@ def options_from_config(config: Any) -> VerlOptions:
         if not ok:
             raise ValueError(f"{_where('metric_ks')}: expected integers >= 1 like [1, 4, 8], got {ks!r}.")
         raw["metric_ks"] = tuple(ks)
-    if "estimator" in raw:  # aliases resolved; an unknown name lists every accepted one
-        got = raw["estimator"]
-        if not isinstance(got, str):
-            raise ValueError(f"{_where('estimator')}: expected a name like 'ordergrad', got {got!r}.")
-        try:
-            raw["estimator"] = rankgrad.estimator_info(got).name
-        except ValueError as err:
-            raise ValueError(f"{_where('estimator')}={got!r}: {err}") from err
     options = VerlOptions(**raw)
     try:
         options.objective_schedule()

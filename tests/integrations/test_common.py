@@ -189,3 +189,25 @@ def test_string_uids_next_to_other_kinds_stay_apart() -> None:
 
     with pytest.raises(InputTypeError, match=r"uids: .*got list \[1\] at position 1"):
         group_advantages(scores[:2], ["a", [1]], "mean")
+
+
+def test_check_options_normalises_and_names_each_option_by_its_config_path():
+    """The adapters' configuration check: aliases resolved, eps a float, noise checked rates; errors
+    named by the adapter's path, with the library's own messages and error types."""
+    from rankgrad._src.errors import InputTypeError
+    from rankgrad.integrations._common import check_options
+
+    opts = check_options({"estimator": "maxpo", "eps": 0, "noise": [None, 0.25], "small_groups": "zero"})
+    assert opts == {"estimator": "ordergrad", "eps": 0.0, "noise": (None, 0.25), "small_groups": "zero"}
+    where = "cfg.{}".format
+    cases = [
+        ({"std_normalize": "yes"}, ValueError, r"^cfg\.std_normalize: expected true or false"),
+        ({"unscorable": "skip"}, ValueError, r"^cfg\.unscorable: expected 'error' or 'zero'"),
+        ({"estimator": "ppo"}, ValueError, r"^cfg\.estimator='ppo': estimator: unknown 'ppo'"),
+        ({"estimator": 3}, InputTypeError, r"^cfg\.estimator=3: "),
+        ({"eps": -1.0}, ValueError, r"^cfg\.eps: expected a finite number >= 0"),
+        ({"noise": (0.6, 0.5)}, ValueError, r"^cfg\.noise: .*rho0 \+ rho1 < 1.* HINT$"),
+    ]
+    for opts, kind, match in cases:
+        with pytest.raises(kind, match=match):
+            check_options(opts, where, booleans="true or false", noise_hint="HINT")

@@ -329,7 +329,7 @@ def test_forward_noise_correction_from_a_null_false_positive_rate():
         (_algo(objective="max@4", k=4), r"already names K"),
         (_algo(objective="max@4", estimator="ppo"), r"estimator: unknown 'ppo'"),
         (_algo(objective="max@4", std_normalize="yes"), r"std_normalize: expected true or false"),
-        (_algo(objective="max@4", small_groups="skip"), r"small_groups: expected one of"),
+        (_algo(objective="max@4", small_groups="skip"), r"small_groups: expected 'error' or 'zero'"),
         (_algo(objective="max@8"), r"needs at least 9.*small_groups='zero'"),
         (_algo(objective="max@4", eps=-1), r"algorithm\.rankgrad\.eps: expected a finite number >= 0"),
         (_algo(objective="max@4", noise=[0.6, 0.5]), r"algorithm\.rankgrad\.noise: .*rho0 \+ rho1 < 1"),
