@@ -249,6 +249,13 @@ def _check_finite(host: np.ndarray, valid: np.ndarray) -> None:
         )
 
 
+def _first_rows(codes: np.ndarray, order: np.ndarray, t: int, b: int) -> np.ndarray:
+    """``[t]``: the smallest ``order`` among the rows of each code 0..t−1, ``b`` for a code with none."""
+    out = np.full(t, b, dtype=np.int64)
+    np.minimum.at(out, codes, order)
+    return out
+
+
 def _trajectories(
     host: np.ndarray, groups: GroupCodes, traj: GroupCodes, valid: np.ndarray, uids: Any, trajectory_ids: Any
 ) -> tuple[np.ndarray, GroupCodes, np.ndarray]:
@@ -259,10 +266,8 @@ def _trajectories(
     t, codes = traj.count, traj.codes
     b = codes.size
     order = np.arange(b)
-    first = np.full(t, b, dtype=np.int64)
-    np.minimum.at(first, codes, order)
-    kept_first = np.full(t, b, dtype=np.int64)
-    np.minimum.at(kept_first, codes[valid], order[valid])
+    first = _first_rows(codes, order, t, b)
+    kept_first = _first_rows(codes[valid], order[valid], t, b)
     t_valid = kept_first < b
     rep = np.where(t_valid, kept_first, first)
     g_of = groups.codes[rep]
@@ -281,9 +286,7 @@ def _trajectories(
     t_bad = np.zeros(t, dtype=bool)
     t_bad[codes[bad_rows]] = True
     if t_bad.any():  # a non-finite kept row stands for its trajectory
-        bad_first = np.full(t, b, dtype=np.int64)
-        np.minimum.at(bad_first, codes[bad_rows], order[bad_rows])
-        rep = np.where(t_bad, bad_first, rep)
+        rep = np.where(t_bad, _first_rows(codes[bad_rows], order[bad_rows], t, b), rep)
     check = valid & finite & ~t_bad[codes]
     differ = np.flatnonzero(check & (host != host[rep[codes]]))
     if differ.size:
