@@ -159,16 +159,16 @@ def options(objective: str, **kwargs: Any) -> SkyRLOptions:
     if not isinstance(objective, str) or not objective:
         raise ValueError(f"objective: expected a preset string like 'max@4', got {objective!r}.")
     try:
-        rankgrad.parse(objective)
+        obj = rankgrad.parse(objective)
     except ValueError as err:
         raise ValueError(f"objective={objective!r}: {err}") from err
     check_options(kwargs)
     out = SkyRLOptions(objective=objective, **kwargs)
-    k = rankgrad.parse(objective).k
+    k = obj.k
     if k < 4096:  # one dry run on a group of K + 1 zeros: estimator/objective/noise combinations
         try:
             zeros = np.zeros(k + 1)
-            group_advantages(zeros, zeros.astype(np.int64), objective, **out.group_kwargs())
+            group_advantages(zeros, zeros.astype(np.int64), obj, **out.group_kwargs())
         except ValueError as err:
             raise ValueError(f"objective={objective!r} with {out.group_kwargs()}: {err}") from err
     return out
