@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -218,3 +219,16 @@ def test_replot_reads_the_tagged_run(tmp_path) -> None:
     ps.main(["--task", "add3", "--replot", "--tag", "lowlr", "--out", str(tmp_path)])
     assert (tmp_path / "passk_add3_lowlr.png").stat().st_size > 0
     assert not (tmp_path / "passk_add3.png").exists()
+
+
+def test_t_quantile_without_scipy_matches_scipy(monkeypatch):
+    """The fallback used when scipy is not installed (the experiments extra does not pull it in): the
+    3-decimal table up to df = 30, then the Cornish-Fisher expansion, against scipy's t quantile."""
+    stats = pytest.importorskip("scipy.stats")
+    expected = {df: float(stats.t.ppf(0.975, df)) for df in range(1, 400)}
+    monkeypatch.setitem(sys.modules, "scipy", None)  # `from scipy import stats` now raises ImportError
+    got = {df: ps.t_quantile_95(df) for df in expected}
+    assert all(abs(got[df] - expected[df]) <= 5e-4 for df in range(1, 31))
+    assert all(abs(got[df] - expected[df]) <= 1e-5 for df in range(31, 400))
+    with pytest.raises(ValueError, match="df"):
+        ps.t_quantile_95(0)
