@@ -73,11 +73,6 @@ def progress(items: Iterable[T], *, desc: str, total: int | None = None, enabled
     yield from items
 
 
-def jsonable(x: Any) -> Any:
-    """``x`` as the JSON file stores it: dataclasses → dicts, tuples/arrays → lists, inf/nan → strings."""
-    return _jsonable(x)
-
-
 def _jsonable(x: Any) -> Any:
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
         return _jsonable(dataclasses.asdict(x))
